@@ -1,0 +1,26 @@
+//! Labels and annotations that mark what the operator owns.
+
+use std::collections::BTreeMap;
+
+/// `app.kubernetes.io/managed-by` on everything we create.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Our value of [`MANAGED_BY`]; also the server-side apply field manager.
+pub const OPERATOR: &str = "scs-operator";
+/// The owning tenant (namespaces and everything inside them we create).
+pub const TENANT: &str = "scs.dev/tenant";
+/// The RuntimeClass pods of a tenant namespace must use; read by the admission policy.
+pub const RUNTIME_CLASS: &str = "scs.dev/runtime-class";
+/// The SdnNetwork an attachment definition comes from.
+pub const NETWORK: &str = "scs.dev/network";
+/// The SecureWorkload a child belongs to.
+pub const WORKLOAD: &str = "scs.dev/workload";
+
+/// Ownership labels for an object of `tenant`.
+pub fn tenant_owned(tenant: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY.to_string(), OPERATOR.to_string()), (TENANT.to_string(), tenant.to_string())])
+}
+
+/// Ownership labels for cluster-wide objects not tied to one tenant.
+pub fn operator_owned() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY.to_string(), OPERATOR.to_string())])
+}

@@ -1,0 +1,69 @@
+//! Pure builders: custom resources (+ operator configuration) in, desired child objects out.
+//!
+//! No client here. `render` prints what these return; the controllers apply the same objects
+//! with server-side apply.
+
+pub mod labels;
+pub mod namespace;
+pub mod runtime_class;
+
+use std::cmp::Ordering;
+
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::catalog::Catalog;
+use crate::config::OperatorConfig;
+
+/// A desired object, ready to print or to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Child {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The whole object, with apiVersion, kind and metadata.
+    pub object: Value,
+}
+
+impl Child {
+    /// Wraps a typed object.
+    pub fn from_resource<K>(resource: &K) -> Self
+    where
+        K: Resource<DynamicType = ()> + Serialize,
+    {
+        let mut object = serde_json::to_value(resource).expect("Kubernetes objects serialize to JSON");
+        // Typed structs already carry apiVersion and kind; make sure of it for any resource.
+        object["apiVersion"] = Value::String(K::api_version(&()).into_owned());
+        object["kind"] = Value::String(K::kind(&()).into_owned());
+        Self {
+            api_version: K::api_version(&()).into_owned(),
+            kind: K::kind(&()).into_owned(),
+            namespace: resource.namespace(),
+            name: resource.name_any(),
+            object,
+        }
+    }
+
+    /// Render order: cluster-scoped first, then by namespace, kind and name.
+    pub fn render_order(&self, other: &Self) -> Ordering {
+        (self.namespace.is_some(), &self.namespace, &self.kind, &self.name).cmp(&(
+            other.namespace.is_some(),
+            &other.namespace,
+            &other.kind,
+            &other.name,
+        ))
+    }
+}
+
+/// Everything the operator would create for a (valid) catalog, in render order.
+pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
+    let mut children = vec![Child::from_resource(&runtime_class::runtime_class(config))];
+    for tenant in &catalog.tenants {
+        children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource));
+    }
+    children.sort_by(Child::render_order);
+    children
+}

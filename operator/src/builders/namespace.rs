@@ -1,0 +1,86 @@
+//! Tenant namespaces: ownership, Pod Security Admission and the runtime-class label.
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
+use super::labels;
+use crate::api::Tenant;
+use crate::config::OperatorConfig;
+
+/// Pod Security Admission labels pin their policy version so a cluster upgrade cannot silently
+/// change what is enforced; this is our minimum supported Kubernetes release.
+pub const POD_SECURITY_VERSION: &str = "v1.33";
+
+/// The tenant's RuntimeClass: its own choice or the configured Kata class.
+pub fn runtime_class_of(tenant: &Tenant, config: &OperatorConfig) -> String {
+    tenant.spec.runtime_class_name.clone().unwrap_or_else(|| config.runtime_class.name.clone())
+}
+
+/// One Namespace per tenant namespace.
+pub fn namespaces(tenant: &Tenant, config: &OperatorConfig) -> Vec<Namespace> {
+    let level = tenant
+        .spec
+        .isolation
+        .as_ref()
+        .and_then(|i| i.pod_security)
+        .unwrap_or(config.default_pod_security)
+        .as_str();
+    let mut labels = labels::tenant_owned(&tenant.name_any());
+    labels.insert(labels::RUNTIME_CLASS.into(), runtime_class_of(tenant, config));
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(format!("pod-security.kubernetes.io/{mode}"), level.into());
+        labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), POD_SECURITY_VERSION.into());
+    }
+    tenant
+        .namespace_names()
+        .into_iter()
+        .map(|name| Namespace {
+            metadata: ObjectMeta { name: Some(name), labels: Some(labels.clone()), ..Default::default() },
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Isolation, PodSecurityLevel, TenantSpec};
+
+    fn tenant(spec: TenantSpec) -> Tenant {
+        Tenant::new("acme", spec)
+    }
+
+    #[test]
+    fn default_namespace_is_named_like_the_tenant() {
+        let namespaces = namespaces(&tenant(TenantSpec::default()), &OperatorConfig::default());
+        assert_eq!(namespaces.len(), 1);
+        let labels = namespaces[0].metadata.labels.as_ref().unwrap();
+        assert_eq!(namespaces[0].metadata.name.as_deref(), Some("acme"));
+        assert_eq!(labels[labels::TENANT], "acme");
+        assert_eq!(labels[labels::MANAGED_BY], "scs-operator");
+        assert_eq!(labels[labels::RUNTIME_CLASS], "kata-qemu");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], "v1.33");
+        assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
+        assert_eq!(labels["pod-security.kubernetes.io/audit"], "restricted");
+    }
+
+    #[test]
+    fn explicit_namespaces_level_and_runtime_class() {
+        let spec = TenantSpec {
+            namespaces: vec!["acme-prod".into(), "acme-dev".into()],
+            isolation: Some(Isolation { network: true, pod_security: Some(PodSecurityLevel::Baseline) }),
+            runtime_class_name: Some("kata-clh".into()),
+            ..Default::default()
+        };
+        let namespaces = namespaces(&tenant(spec), &OperatorConfig::default());
+        let names: Vec<_> = namespaces.iter().map(|n| n.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["acme-prod", "acme-dev"]);
+        for namespace in &namespaces {
+            let labels = namespace.metadata.labels.as_ref().unwrap();
+            assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+            assert_eq!(labels[labels::RUNTIME_CLASS], "kata-clh");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Operator configuration: a YAML file whose every field has a default.
+//!
+//! The same file is read by `scs-operator render --config` and, mounted from a ConfigMap, by the
+//! controllers, so an offline render shows exactly what the cluster will get.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{GpuVendor, PodSecurityLevel};
+
+/// Operator configuration.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    /// The Kata RuntimeClass the operator creates and tenants use by default.
+    pub runtime_class: RuntimeClassConfig,
+    /// Storage tier name → StorageClass. Tenants' quota and workloads' volumes name tiers.
+    pub storage_tiers: BTreeMap<String, StorageTier>,
+    /// Accelerator vendors: extended resource and model node label.
+    pub gpu: GpuConfig,
+    /// Group whose members are cloud admins (bound to `scs:cloud-admin` cluster-wide).
+    pub cloud_admin_group: String,
+    /// Pod Security level of tenant namespaces that do not choose one.
+    pub default_pod_security: PodSecurityLevel,
+}
+
+/// The Kata RuntimeClass.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RuntimeClassConfig {
+    /// RuntimeClass name (kata-deploy names them `kata-<shim>`).
+    pub name: String,
+    /// containerd/CRI-O handler the class maps to.
+    pub handler: String,
+    /// `overhead.podFixed`: resources of the sandbox VM itself, charged to every pod and its quota.
+    pub overhead: BTreeMap<String, Quantity>,
+    /// `scheduling.nodeSelector`: nodes that can run Kata sandboxes.
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// A storage tier.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StorageTier {
+    /// StorageClass that backs the tier.
+    pub storage_class_name: String,
+    /// Whether volumes of this class can be mounted by many pods at once (ReadWriteMany).
+    #[serde(default)]
+    pub read_write_many: bool,
+}
+
+/// Accelerator vendors.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// NVIDIA GPUs.
+    pub nvidia: GpuVendorConfig,
+    /// Baidu Kunlun XPUs.
+    pub kunlun: GpuVendorConfig,
+}
+
+/// How one accelerator vendor appears in Kubernetes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuVendorConfig {
+    /// Extended resource name the device plugin advertises.
+    pub resource_name: String,
+    /// Node label carrying the device model, used for `gpu.model` node affinity.
+    pub model_node_label: String,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            runtime_class: RuntimeClassConfig::default(),
+            storage_tiers: BTreeMap::from([
+                ("capacity".to_string(), StorageTier { storage_class_name: "standard".into(), read_write_many: false }),
+                ("performance".to_string(), StorageTier { storage_class_name: "performance".into(), read_write_many: false }),
+            ]),
+            gpu: GpuConfig::default(),
+            cloud_admin_group: "scs:cloud-admins".into(),
+            default_pod_security: PodSecurityLevel::Restricted,
+        }
+    }
+}
+
+impl Default for RuntimeClassConfig {
+    fn default() -> Self {
+        Self {
+            name: "kata-qemu".into(),
+            handler: "kata-qemu".into(),
+            overhead: BTreeMap::from([
+                ("cpu".to_string(), Quantity("250m".into())),
+                ("memory".to_string(), Quantity("160Mi".into())),
+            ]),
+            node_selector: BTreeMap::from([("katacontainers.io/kata-runtime".to_string(), "true".to_string())]),
+        }
+    }
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            nvidia: GpuVendorConfig {
+                resource_name: "nvidia.com/gpu".into(),
+                model_node_label: "nvidia.com/gpu.product".into(),
+            },
+            kunlun: GpuVendorConfig {
+                resource_name: "kunlunxin.com/xpu".into(),
+                model_node_label: "kunlunxin.com/xpu.product".into(),
+            },
+        }
+    }
+}
+
+impl GpuConfig {
+    /// Configuration of one vendor.
+    pub fn vendor(&self, vendor: GpuVendor) -> &GpuVendorConfig {
+        match vendor {
+            GpuVendor::Nvidia => &self.nvidia,
+            GpuVendor::Kunlun => &self.kunlun,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {path}: {message}")]
+    Invalid { file: String, path: String, message: String },
+}
+
+impl OperatorConfig {
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Self::from_yaml(&text).map_err(|(path, message)| ConfigError::Invalid { file, path, message })
+    }
+
+    /// Parses and checks configuration YAML; errors are `(field path, message)`.
+    pub fn from_yaml(text: &str) -> Result<Self, (String, String)> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let config: Self = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            (if path == "." { "(root)".into() } else { path }, e.into_inner().to_string())
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: names must be usable as Kubernetes names and label keys.
+    fn check(&self) -> Result<(), (String, String)> {
+        let dns = regex_lite_subdomain;
+        if !dns(&self.runtime_class.name) {
+            return Err(("runtimeClass.name".into(), "must be a DNS-1123 subdomain, e.g. kata-qemu".into()));
+        }
+        if self.runtime_class.handler.is_empty() {
+            return Err(("runtimeClass.handler".into(), "must not be empty".into()));
+        }
+        for (key, value) in &self.runtime_class.overhead {
+            if crate::quantity::parse(&value.0).is_err() {
+                return Err((format!("runtimeClass.overhead.{key}"), format!("{:?} is not a Kubernetes quantity", value.0)));
+            }
+        }
+        if self.storage_tiers.is_empty() {
+            return Err(("storageTiers".into(), "at least one storage tier is needed".into()));
+        }
+        for (tier, spec) in &self.storage_tiers {
+            if !dns(&spec.storage_class_name) {
+                return Err((
+                    format!("storageTiers.{tier}.storageClassName"),
+                    "must be a DNS-1123 subdomain".into(),
+                ));
+            }
+        }
+        for (vendor, spec) in [("nvidia", &self.gpu.nvidia), ("kunlun", &self.gpu.kunlun)] {
+            if !spec.resource_name.contains('/') {
+                return Err((
+                    format!("gpu.{vendor}.resourceName"),
+                    "an extended resource name needs a domain, e.g. nvidia.com/gpu".into(),
+                ));
+            }
+        }
+        if self.cloud_admin_group.is_empty() {
+            return Err(("cloudAdminGroup".into(), "must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// DNS-1123 subdomain check, without pulling a regex into configuration loading.
+fn regex_lite_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(OperatorConfig::from_yaml("").unwrap(), OperatorConfig::default());
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let config = OperatorConfig::from_yaml("runtimeClass:\n  name: kata-clh\n  handler: kata-clh\n").unwrap();
+        assert_eq!(config.runtime_class.name, "kata-clh");
+        assert_eq!(config.runtime_class.node_selector["katacontainers.io/kata-runtime"], "true");
+        assert_eq!(config.gpu.nvidia.resource_name, "nvidia.com/gpu");
+        assert_eq!(config.storage_tiers["capacity"].storage_class_name, "standard");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let (path, message) = OperatorConfig::from_yaml("runtimeClass:\n  nmae: x\n").unwrap_err();
+        assert_eq!(path, "runtimeClass.nmae");
+        assert!(message.contains("unknown field `nmae`"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let (path, _) = OperatorConfig::from_yaml("storageTiers:\n  fast:\n    storageClassName: Fast_SSD\n").unwrap_err();
+        assert_eq!(path, "storageTiers.fast.storageClassName");
+        let (path, _) = OperatorConfig::from_yaml("runtimeClass:\n  overhead:\n    memory: lots\n").unwrap_err();
+        assert_eq!(path, "runtimeClass.overhead.memory");
+        let (path, _) = OperatorConfig::from_yaml("defaultPodSecurity: privileged\n").unwrap_err();
+        assert_eq!(path, "defaultPodSecurity");
+    }
+}

@@ -1,0 +1,10 @@
+//! Control plane of the secure container service: API types, configuration, validation,
+//! child-object builders and the offline render pipeline.
+
+pub mod api;
+pub mod builders;
+pub mod catalog;
+pub mod config;
+pub mod quantity;
+pub mod render;
+pub mod validate;

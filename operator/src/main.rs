@@ -1,0 +1,101 @@
+//! `scs-operator`: one binary for the controllers, CRD generation, offline rendering and (later)
+//! the GPU device plugin.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use scs_operator::config::OperatorConfig;
+use scs_operator::validate::cel::CrdSchemas;
+use scs_operator::{api, render};
+
+#[derive(Parser)]
+#[command(name = "scs-operator", version, about = "Secure container service control plane for Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions as multi-document YAML (or write one file per CRD).
+    Crdgen {
+        /// Write `<group>_<plural>.yaml` files into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Validate Tenants, SdnNetworks and SecureWorkloads offline and print every object the
+    /// operator would create for them.
+    Render {
+        /// Files or directories of YAML manifests; `-` reads standard input.
+        #[arg(short = 'f', long = "filename", value_name = "PATH", required = true, num_args = 1..)]
+        paths: Vec<PathBuf>,
+        /// Also read subdirectories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Operator configuration file (defaults apply without one).
+        #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crdgen { out_dir } => crdgen(out_dir),
+        Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
+    }
+}
+
+fn crdgen(out_dir: Option<PathBuf>) -> ExitCode {
+    for crd in api::crds() {
+        let yaml = format!("---\n{}", serde_yaml::to_string(&crd).expect("CRDs serialize"));
+        match &out_dir {
+            None => print!("{yaml}"),
+            Some(dir) => {
+                let file = dir.join(format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural));
+                if let Err(e) = std::fs::write(&file, yaml) {
+                    eprintln!("error: {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_render(paths: &[PathBuf], recursive: bool, config: Option<PathBuf>) -> ExitCode {
+    let config = match config.map(|path| OperatorConfig::from_file(&path)).transpose() {
+        Ok(config) => config.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let schemas = CrdSchemas::new();
+    let result = render::read_documents(paths, recursive)
+        .and_then(|documents| render::load(documents, &schemas))
+        .and_then(|loaded| render::render(&loaded, &config).map(|children| (loaded, children)));
+    match result {
+        Ok((loaded, children)) => {
+            for (source, what) in &loaded.skipped {
+                eprintln!("warning: {source}: skipped {what}: not an {} resource", api::GROUP);
+            }
+            print!("{}", render::to_yaml(&children));
+            let catalog = &loaded.catalog;
+            eprintln!(
+                "rendered {} objects from {} Tenant(s), {} SdnNetwork(s), {} SecureWorkload(s)",
+                children.len(),
+                catalog.tenants.len(),
+                catalog.networks.len(),
+                catalog.workloads.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

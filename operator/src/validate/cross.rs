@@ -1,0 +1,133 @@
+//! Rules between objects, and between objects and the operator configuration.
+
+use kube::ResourceExt;
+
+use super::FieldError;
+use crate::api::{ServiceType, WorkloadKind};
+use crate::catalog::Catalog;
+use crate::config::OperatorConfig;
+
+/// Which object a cross-object error belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// Namespaces no tenant may own.
+pub const RESERVED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease", "scs-system"];
+
+/// Checks tenants, networks and workloads against each other and `config`.
+pub fn check(catalog: &Catalog, config: &OperatorConfig) -> Vec<(ObjectKey, FieldError)> {
+    let mut errors = Vec::new();
+    check_tenants(catalog, config, &mut errors);
+    check_workloads(catalog, config, &mut errors);
+    errors
+}
+
+fn check_tenants(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<(ObjectKey, FieldError)>) {
+    let claims = catalog.namespace_claims();
+    for tenant in &catalog.tenants {
+        let key = ObjectKey { kind: "Tenant", namespace: None, name: tenant.name_any() };
+        let mut push = |path: String, message: String| errors.push((key.clone(), FieldError::new(path, message)));
+        let explicit = !tenant.spec.namespaces.is_empty();
+        for (index, namespace) in tenant.namespace_names().iter().enumerate() {
+            let path = if explicit { format!("spec.namespaces[{index}]") } else { "metadata.name".to_string() };
+            if RESERVED_NAMESPACES.contains(&namespace.as_str()) || namespace.starts_with("kube-") {
+                push(path.clone(), format!("namespace {namespace:?} is reserved for the platform"));
+            }
+            if let Some(owner) = claims.get(namespace)
+                && *owner != tenant.name_any()
+            {
+                push(path, format!("namespace {namespace:?} is already claimed by Tenant {owner:?}"));
+            }
+        }
+        for (index, network) in tenant.spec.networks.iter().enumerate() {
+            if catalog.network(network).is_none() {
+                push(format!("spec.networks[{index}]"), format!("no SdnNetwork named {network:?}"));
+            }
+        }
+        let tiers = tenant.spec.quota.as_ref().and_then(|q| q.storage.as_ref()).map(|s| &s.classes);
+        for tier in tiers.into_iter().flat_map(|classes| classes.keys()) {
+            if !config.storage_tiers.contains_key(tier) {
+                push(format!("spec.quota.storage.classes.{tier}"), unknown_tier(tier, config));
+            }
+        }
+    }
+}
+
+fn unknown_tier(tier: &str, config: &OperatorConfig) -> String {
+    let known: Vec<&str> = config.storage_tiers.keys().map(String::as_str).collect();
+    format!("unknown storage tier {tier:?}; the operator configuration defines: {}", known.join(", "))
+}
+
+fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<(ObjectKey, FieldError)>) {
+    for workload in &catalog.workloads {
+        let namespace = workload.namespace().unwrap_or_default();
+        let key = ObjectKey { kind: "SecureWorkload", namespace: Some(namespace.clone()), name: workload.name_any() };
+        let mut push = |path: String, message: String| errors.push((key.clone(), FieldError::new(path, message)));
+        let Some(tenant) = catalog.tenant_of_namespace(&namespace) else {
+            push("metadata.namespace".into(), format!("namespace {namespace:?} belongs to no Tenant"));
+            continue;
+        };
+        let tenant_name = tenant.name_any();
+        let spec = &workload.spec;
+        for (index, network) in spec.networks.iter().enumerate() {
+            if !tenant.spec.networks.contains(&network.name) {
+                push(
+                    format!("spec.networks[{index}].name"),
+                    format!("Tenant {tenant_name:?} does not list network {:?} in spec.networks", network.name),
+                );
+            }
+        }
+        let quota = tenant.spec.quota.as_ref();
+        if let Some(gpu) = &spec.gpu {
+            let granted = quota.and_then(|q| q.gpu.as_ref()).and_then(|g| match gpu.vendor {
+                crate::api::GpuVendor::Nvidia => g.nvidia,
+                crate::api::GpuVendor::Kunlun => g.kunlun,
+            });
+            let vendor = gpu.vendor.as_str();
+            match granted {
+                None | Some(0) => push(
+                    "spec.gpu.vendor".into(),
+                    format!("Tenant {tenant_name:?} has no {vendor} GPU quota (spec.quota.gpu.{vendor})"),
+                ),
+                Some(granted) if gpu.count > granted => push(
+                    "spec.gpu.count".into(),
+                    format!("{} {vendor} GPUs per pod exceed Tenant {tenant_name:?}'s quota of {granted}", gpu.count),
+                ),
+                Some(_) => {}
+            }
+        }
+        let shares_pods = spec.kind == WorkloadKind::Deployment && (spec.replicas.unwrap_or(1) > 1 || spec.autoscaling.is_some());
+        for (index, volume) in spec.volumes.iter().enumerate() {
+            match config.storage_tiers.get(&volume.tier) {
+                None => push(format!("spec.volumes[{index}].tier"), unknown_tier(&volume.tier, config)),
+                Some(tier) if shares_pods && !tier.read_write_many => push(
+                    format!("spec.volumes[{index}].tier"),
+                    format!(
+                        "tier {:?} is ReadWriteOnce, so a Deployment with more than one pod cannot share it; use a StatefulSet for per-pod volumes or a ReadWriteMany tier",
+                        volume.tier
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(expose) = &spec.expose
+            && expose.service_type == ServiceType::LoadBalancer
+            && quota.and_then(|q| q.load_balancers) == Some(0)
+        {
+            push("spec.expose.type".into(), format!("Tenant {tenant_name:?} has a loadBalancers quota of 0"));
+        }
+    }
+}
