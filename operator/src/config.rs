@@ -78,7 +78,10 @@ impl Default for OperatorConfig {
             runtime_class: RuntimeClassConfig::default(),
             storage_tiers: BTreeMap::from([
                 ("capacity".to_string(), StorageTier { storage_class_name: "standard".into(), read_write_many: false }),
-                ("performance".to_string(), StorageTier { storage_class_name: "performance".into(), read_write_many: false }),
+                (
+                    "performance".to_string(),
+                    StorageTier { storage_class_name: "performance".into(), read_write_many: false },
+                ),
             ]),
             gpu: GpuConfig::default(),
             cloud_admin_group: "scs:cloud-admins".into(),
@@ -168,7 +171,10 @@ impl OperatorConfig {
         }
         for (key, value) in &self.runtime_class.overhead {
             if crate::quantity::parse(&value.0).is_err() {
-                return Err((format!("runtimeClass.overhead.{key}"), format!("{:?} is not a Kubernetes quantity", value.0)));
+                return Err((
+                    format!("runtimeClass.overhead.{key}"),
+                    format!("{:?} is not a Kubernetes quantity", value.0),
+                ));
             }
         }
         if self.storage_tiers.is_empty() {
@@ -176,10 +182,7 @@ impl OperatorConfig {
         }
         for (tier, spec) in &self.storage_tiers {
             if !dns(&spec.storage_class_name) {
-                return Err((
-                    format!("storageTiers.{tier}.storageClassName"),
-                    "must be a DNS-1123 subdomain".into(),
-                ));
+                return Err((format!("storageTiers.{tier}.storageClassName"), "must be a DNS-1123 subdomain".into()));
             }
         }
         for (vendor, spec) in [("nvidia", &self.gpu.nvidia), ("kunlun", &self.gpu.kunlun)] {
@@ -236,7 +239,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let (path, _) = OperatorConfig::from_yaml("storageTiers:\n  fast:\n    storageClassName: Fast_SSD\n").unwrap_err();
+        let (path, _) =
+            OperatorConfig::from_yaml("storageTiers:\n  fast:\n    storageClassName: Fast_SSD\n").unwrap_err();
         assert_eq!(path, "storageTiers.fast.storageClassName");
         let (path, _) = OperatorConfig::from_yaml("runtimeClass:\n  overhead:\n    memory: lots\n").unwrap_err();
         assert_eq!(path, "runtimeClass.overhead.memory");

@@ -156,7 +156,10 @@ pub fn load(documents: Vec<Document>, schemas: &CrdSchemas) -> Result<Loaded, Ve
             errors.push(InputError {
                 source: document.source.clone(),
                 object: Some(format!("document {}", document.index)),
-                error: FieldError::new(if api_version.is_empty() { "apiVersion" } else { "kind" }, "required field is missing"),
+                error: FieldError::new(
+                    if api_version.is_empty() { "apiVersion" } else { "kind" },
+                    "required field is missing",
+                ),
             });
             continue;
         }
@@ -193,19 +196,30 @@ enum Object {
     Workload(Box<SecureWorkload>),
 }
 
-fn load_one(document: &Document, api_version: &str, kind: &str, schemas: &CrdSchemas) -> Result<(ObjectKey, Object), Vec<InputError>> {
+fn load_one(
+    document: &Document,
+    api_version: &str,
+    kind: &str,
+    schemas: &CrdSchemas,
+) -> Result<(ObjectKey, Object), Vec<InputError>> {
     let value = &document.value;
     let metadata = value.get("metadata");
     let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
     let namespace = metadata.and_then(|m| m.get("namespace")).and_then(Value::as_str).map(str::to_string);
     let located = |object: String, errors: Vec<FieldError>| -> Vec<InputError> {
-        errors.into_iter().map(|error| InputError { source: document.source.clone(), object: Some(object.clone()), error }).collect()
+        errors
+            .into_iter()
+            .map(|error| InputError { source: document.source.clone(), object: Some(object.clone()), error })
+            .collect()
     };
     let Some(schema) = schemas.get(kind) else {
         let known: Vec<&str> = schemas.iter().map(|s| s.kind()).collect();
         return Err(located(
             format!("document {}", document.index),
-            vec![FieldError::new("kind", format!("unknown kind {kind:?} in {}; known kinds: {}", api::GROUP, known.join(", ")))],
+            vec![FieldError::new(
+                "kind",
+                format!("unknown kind {kind:?} in {}; known kinds: {}", api::GROUP, known.join(", ")),
+            )],
         ));
     };
     let static_kind: &'static str = match kind {
@@ -214,12 +228,19 @@ fn load_one(document: &Document, api_version: &str, kind: &str, schemas: &CrdSch
         _ => "SecureWorkload",
     };
     let namespaced = static_kind == "SecureWorkload";
-    let key = ObjectKey { kind: static_kind, namespace: if namespaced { namespace.clone() } else { None }, name: name.clone() };
+    let key = ObjectKey {
+        kind: static_kind,
+        namespace: if namespaced { namespace.clone() } else { None },
+        name: name.clone(),
+    };
     let object_name = if name.is_empty() { format!("{kind} (document {})", document.index) } else { key.to_string() };
 
     let mut errors = Vec::new();
     if api_version != api::API_VERSION {
-        errors.push(FieldError::new("apiVersion", format!("unsupported version {api_version:?}; use {}", api::API_VERSION)));
+        errors.push(FieldError::new(
+            "apiVersion",
+            format!("unsupported version {api_version:?}; use {}", api::API_VERSION),
+        ));
     }
     errors.extend(check_metadata(&name, namespace.as_deref(), namespaced));
     errors.extend(schemas.check_structure(schema, value));
@@ -265,8 +286,13 @@ fn check_metadata(name: &str, namespace: Option<&str>, namespaced: bool) -> Vec<
     }
     if namespaced {
         match namespace {
-            None => errors.push(FieldError::new("metadata.namespace", "required: render has no current namespace to fall back on")),
-            Some(ns) if !is_dns_label(ns, 63) => errors.push(FieldError::new("metadata.namespace", format!("{ns:?} is not a valid namespace name"))),
+            None => errors.push(FieldError::new(
+                "metadata.namespace",
+                "required: render has no current namespace to fall back on",
+            )),
+            Some(ns) if !is_dns_label(ns, 63) => {
+                errors.push(FieldError::new("metadata.namespace", format!("{ns:?} is not a valid namespace name")))
+            }
             Some(_) => {}
         }
     }
@@ -282,7 +308,8 @@ fn is_dns_label(name: &str, max: usize) -> bool {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value).map_err(|e| FieldError::new(e.path().to_string(), e.into_inner().to_string()))
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| FieldError::new(e.path().to_string(), e.into_inner().to_string()))
 }
 
 /// Cross-object validation, then the builders.

@@ -4,9 +4,14 @@
 //! Validation lives in the schema itself (types, enums, patterns, bounds and CEL rules) so the
 //! API server stops bad input; `crate::validate` evaluates the very same schema offline.
 
+// Several `printcolumn(...)` entries repeat `type_ = "string"`, which clippy mistakes for
+// duplicated attributes.
 mod common;
+#[allow(clippy::duplicated_attributes)]
 mod sdn_network;
+#[allow(clippy::duplicated_attributes)]
 mod secure_workload;
+#[allow(clippy::duplicated_attributes)]
 mod tenant;
 
 pub use common::*;

@@ -22,7 +22,12 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "SecureWorkloadStatus",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind", description = "Kind of the workload"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "Ready pods out of desired"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready pods out of desired"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -300,7 +305,10 @@ pub enum PortProtocol {
 #[serde(rename_all = "camelCase")]
 pub struct IngressRule {
     /// Host name, e.g. `ledger.acme.example.com`.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub host: String,
 
     /// Path prefix (default `/`).

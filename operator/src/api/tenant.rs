@@ -19,8 +19,18 @@ use serde::{Deserialize, Serialize};
     shortname = "tn",
     category = "scs",
     status = "TenantStatus",
-    printcolumn(name = "Namespaces", type_ = "string", json_path = ".status.namespaces[*].name", description = "Namespaces of the tenant"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether every concern of the tenant is in place"),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "string",
+        json_path = ".status.namespaces[*].name",
+        description = "Namespaces of the tenant"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether every concern of the tenant is in place"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new(
@@ -32,7 +42,10 @@ pub struct TenantSpec {
     /// already exists without this operator's ownership, or belongs to another tenant, is reported
     /// as a conflict in status and never taken over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Vec<String>,
 
@@ -52,7 +65,10 @@ pub struct TenantSpec {
 
     /// Names of SdnNetworks whose secondary interfaces the tenant's pods may attach to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(
+        length(max = 32),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub networks: Vec<String>,
 
@@ -63,7 +79,10 @@ pub struct TenantSpec {
     /// The Kata RuntimeClass every pod of the tenant must use. Defaults to the operator's
     /// configured RuntimeClass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub runtime_class_name: Option<String>,
 }
 

@@ -19,13 +19,8 @@ pub fn runtime_class_of(tenant: &Tenant, config: &OperatorConfig) -> String {
 
 /// One Namespace per tenant namespace.
 pub fn namespaces(tenant: &Tenant, config: &OperatorConfig) -> Vec<Namespace> {
-    let level = tenant
-        .spec
-        .isolation
-        .as_ref()
-        .and_then(|i| i.pod_security)
-        .unwrap_or(config.default_pod_security)
-        .as_str();
+    let level =
+        tenant.spec.isolation.as_ref().and_then(|i| i.pod_security).unwrap_or(config.default_pod_security).as_str();
     let mut labels = labels::tenant_owned(&tenant.name_any());
     labels.insert(labels::RUNTIME_CLASS.into(), runtime_class_of(tenant, config));
     for mode in ["enforce", "audit", "warn"] {

@@ -11,7 +11,11 @@ use crate::config::OperatorConfig;
 pub fn runtime_class(config: &OperatorConfig) -> RuntimeClass {
     let class = &config.runtime_class;
     RuntimeClass {
-        metadata: ObjectMeta { name: Some(class.name.clone()), labels: Some(labels::operator_owned()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(class.name.clone()),
+            labels: Some(labels::operator_owned()),
+            ..Default::default()
+        },
         handler: class.handler.clone(),
         overhead: (!class.overhead.is_empty()).then(|| Overhead { pod_fixed: Some(class.overhead.clone()) }),
         scheduling: (!class.node_selector.is_empty())

@@ -57,7 +57,9 @@ impl CrdSchemas {
         let spec_schema = &schema.openapi["properties"]["spec"];
         match object.get("spec") {
             Some(spec) => super::schema::check(spec_schema, spec, "spec", &mut errors),
-            None if schema_requires_spec(&schema.openapi) => errors.push(FieldError::new("spec", "required field is missing")),
+            None if schema_requires_spec(&schema.openapi) => {
+                errors.push(FieldError::new("spec", "required field is missing"))
+            }
             None => {}
         }
         errors
@@ -71,7 +73,11 @@ impl CrdSchemas {
         if let Some(fields) = object.as_object_mut() {
             fields.remove("status");
         }
-        let context = RootContext { api_version: api::API_VERSION.into(), api_group: api::GROUP.into(), kind: schema.kind.clone() };
+        let context = RootContext {
+            api_version: api::API_VERSION.into(),
+            api_group: api::GROUP.into(),
+            kind: schema.kind.clone(),
+        };
         match self.validator.validate_compiled_with_context(&schema.compiled, &object, None, Some(&context)) {
             Ok(()) => Vec::new(),
             Err(errors) => errors

@@ -109,7 +109,8 @@ fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<
                 Some(_) => {}
             }
         }
-        let shares_pods = spec.kind == WorkloadKind::Deployment && (spec.replicas.unwrap_or(1) > 1 || spec.autoscaling.is_some());
+        let shares_pods =
+            spec.kind == WorkloadKind::Deployment && (spec.replicas.unwrap_or(1) > 1 || spec.autoscaling.is_some());
         for (index, volume) in spec.volumes.iter().enumerate() {
             match config.storage_tiers.get(&volume.tier) {
                 None => push(format!("spec.volumes[{index}].tier"), unknown_tier(&volume.tier, config)),

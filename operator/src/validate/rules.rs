@@ -15,7 +15,8 @@ use crate::api::{SdnNetworkSpec, SecureWorkloadSpec};
 pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let Some(pod) = spec.template.spec.as_ref() else {
-        errors.push(FieldError::new("spec.template.spec", "required field is missing: a pod template needs containers"));
+        errors
+            .push(FieldError::new("spec.template.spec", "required field is missing: a pod template needs containers"));
         return errors;
     };
     if pod.containers.is_empty() {
@@ -27,7 +28,10 @@ pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
             if container.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
                 errors.push(FieldError::new(
                     format!("spec.template.spec.{field}[{index}].securityContext.privileged"),
-                    format!("container {:?} may not be privileged: the sandbox is not a reason to relax Pod Security", container.name),
+                    format!(
+                        "container {:?} may not be privileged: the sandbox is not a reason to relax Pod Security",
+                        container.name
+                    ),
                 ));
             }
         }
@@ -75,21 +79,26 @@ pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
 }
 
 fn is_percentage(text: &str) -> bool {
-    text.strip_suffix('%').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok_and(|p| p <= 100))
+    text.strip_suffix('%').is_some_and(|n| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && n.parse::<u32>().is_ok_and(|p| p <= 100)
+    })
 }
 
 /// Five whitespace-separated fields of cron characters, or a `@` macro as Kubernetes accepts.
 fn is_cron_schedule(schedule: &str) -> bool {
     let schedule = schedule.trim();
-    let schedule = schedule.strip_prefix("TZ=").or_else(|| schedule.strip_prefix("CRON_TZ=")).map_or(schedule, |rest| {
-        rest.split_once(' ').map_or("", |(_, cron)| cron)
-    });
+    let schedule = schedule
+        .strip_prefix("TZ=")
+        .or_else(|| schedule.strip_prefix("CRON_TZ="))
+        .map_or(schedule, |rest| rest.split_once(' ').map_or("", |(_, cron)| cron));
     if let Some(name) = schedule.strip_prefix('@') {
         return ["yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly"].contains(&name);
     }
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     fields.len() == 5
-        && fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?')))
+        && fields
+            .iter()
+            .all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?')))
 }
 
 /// Rules for an SdnNetwork spec beyond its CEL rules: address ordering and exclusions.
@@ -99,7 +108,10 @@ pub fn check_network(spec: &SdnNetworkSpec) -> Vec<FieldError> {
         return errors; // the schema rule already reported it
     };
     if subnet.network() != subnet.addr() {
-        errors.push(FieldError::new("spec.cidr", format!("has host bits set: the network address is {}", subnet.trunc())));
+        errors.push(FieldError::new(
+            "spec.cidr",
+            format!("has host bits set: the network address is {}", subnet.trunc()),
+        ));
     }
     if let Some(range) = &spec.ip_range
         && let (Ok(start), Ok(end)) = (range.start.parse::<IpAddr>(), range.end.parse::<IpAddr>())
@@ -111,7 +123,10 @@ pub fn check_network(spec: &SdnNetworkSpec) -> Vec<FieldError> {
         if let Ok(excluded) = excluded.parse::<IpNet>()
             && !subnet.contains(&excluded)
         {
-            errors.push(FieldError::new(format!("spec.exclude[{index}]"), format!("{excluded} is not inside cidr {subnet}")));
+            errors.push(FieldError::new(
+                format!("spec.exclude[{index}]"),
+                format!("{excluded} is not inside cidr {subnet}"),
+            ));
         }
     }
     errors

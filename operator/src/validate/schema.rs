@@ -84,7 +84,11 @@ fn check_string(schema: &Value, text: &str, path: &str, errors: &mut Vec<FieldEr
     if let Some(min) = bound(schema, "minLength")
         && length < min
     {
-        let message = if min == 1.0 { "must not be empty".to_string() } else { format!("must be at least {min} characters long") };
+        let message = if min == 1.0 {
+            "must not be empty".to_string()
+        } else {
+            format!("must be at least {min} characters long")
+        };
         errors.push(FieldError::new(path, message));
     }
     if let Some(max) = bound(schema, "maxLength")
@@ -142,12 +146,16 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fie
                 .and_then(Value::as_array)
                 .map(|keys| keys.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
-            let key_of = |item: &Value| keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>();
+            let key_of =
+                |item: &Value| keys.iter().map(|k| item.get(*k).cloned().unwrap_or(Value::Null)).collect::<Vec<_>>();
             for (index, item) in items.iter().enumerate() {
                 let key = key_of(item);
                 if items[..index].iter().any(|earlier| key_of(earlier) == key) {
                     let shown: Vec<String> = keys.iter().zip(&key).map(|(k, v)| format!("{k}={v}")).collect();
-                    errors.push(FieldError::new(format!("{path}[{index}]"), format!("duplicate entry with {}", shown.join(", "))));
+                    errors.push(FieldError::new(
+                        format!("{path}[{index}]"),
+                        format!("duplicate entry with {}", shown.join(", ")),
+                    ));
                 }
             }
         }
@@ -211,7 +219,10 @@ mod tests {
         assert_eq!(errors(schema.clone(), json!({"count": 17})), ["spec.count: must be at most 16"]);
         assert_eq!(
             errors(schema.clone(), json!({"name": "Abcdef"})),
-            ["spec.name: must be at most 5 characters long", "spec.name: \"Abcdef\" does not match the pattern ^[a-z]+$"]
+            [
+                "spec.name: must be at most 5 characters long",
+                "spec.name: \"Abcdef\" does not match the pattern ^[a-z]+$"
+            ]
         );
         assert!(errors(schema, json!({"count": 3, "name": "ok"})).is_empty());
     }
@@ -262,7 +273,9 @@ mod tests {
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
             "metadata": {"type": "object"},
         }});
-        assert!(errors(schema.clone(), json!({"extra": {"a": 1}, "metadata": {"x": 1}, "labels": {"a": "b"}})).is_empty());
+        assert!(
+            errors(schema.clone(), json!({"extra": {"a": 1}, "metadata": {"x": 1}, "labels": {"a": "b"}})).is_empty()
+        );
         assert_eq!(errors(schema, json!({"labels": {"a": 1}})), ["spec.labels.a: must be of type string, not integer"]);
     }
 }
