@@ -22,11 +22,18 @@ fn checked_in_crds_match_the_code() {
         );
         expected_files.push(file);
     }
-    let mut present: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".yaml"))
+        .collect();
     present.sort();
     expected_files.sort();
-    assert_eq!(present, expected_files, "crds/ holds exactly one file per CRD");
+    assert_eq!(present, expected_files, "crds/*.yaml holds exactly one file per CRD");
+    let kustomization = std::fs::read_to_string(dir.join("Kustomization")).unwrap();
+    for file in &expected_files {
+        assert!(kustomization.contains(&format!("- {file}")), "crds/Kustomization must list {file}");
+    }
 }
 
 #[test]
