@@ -4,7 +4,9 @@
 //! with server-side apply.
 
 pub mod labels;
+pub mod limit_range;
 pub mod namespace;
+pub mod quota;
 pub mod runtime_class;
 
 use std::cmp::Ordering;
@@ -63,6 +65,8 @@ pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child
     let mut children = vec![Child::from_resource(&runtime_class::runtime_class(config))];
     for tenant in &catalog.tenants {
         children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource));
+        children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
+        children.extend(limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
     }
     children.sort_by(Child::render_order);
     children

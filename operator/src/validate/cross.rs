@@ -92,21 +92,29 @@ fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<
         }
         let quota = tenant.spec.quota.as_ref();
         if let Some(gpu) = &spec.gpu {
+            let vendor = gpu.vendor.as_str();
             let granted = quota.and_then(|q| q.gpu.as_ref()).and_then(|g| match gpu.vendor {
                 crate::api::GpuVendor::Nvidia => g.nvidia,
                 crate::api::GpuVendor::Kunlun => g.kunlun,
             });
-            let vendor = gpu.vendor.as_str();
-            match granted {
-                None | Some(0) => push(
+            let resource = format!("requests.{}", config.gpu.vendor(gpu.vendor).resource_name);
+            let share = crate::builders::quota::namespace_hard(tenant, config, &namespace)
+                .get(&resource)
+                .and_then(|q| crate::quantity::parse(&q.0).ok())
+                .map_or(0, |nanos| (nanos / 1_000_000_000) as i64);
+            if granted.unwrap_or(0) == 0 {
+                push(
                     "spec.gpu.vendor".into(),
                     format!("Tenant {tenant_name:?} has no {vendor} GPU quota (spec.quota.gpu.{vendor})"),
-                ),
-                Some(granted) if gpu.count > granted => push(
+                );
+            } else if i64::from(gpu.count) > share {
+                push(
                     "spec.gpu.count".into(),
-                    format!("{} {vendor} GPUs per pod exceed Tenant {tenant_name:?}'s quota of {granted}", gpu.count),
-                ),
-                Some(_) => {}
+                    format!(
+                        "{} {vendor} GPUs per pod exceed namespace {namespace:?}'s share ({share}) of Tenant {tenant_name:?}'s GPU quota",
+                        gpu.count
+                    ),
+                );
             }
         }
         let shares_pods =
@@ -126,9 +134,12 @@ fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<
         }
         if let Some(expose) = &spec.expose
             && expose.service_type == ServiceType::LoadBalancer
-            && quota.and_then(|q| q.load_balancers) == Some(0)
+            && quota.and_then(|q| q.load_balancers).unwrap_or(0) == 0
         {
-            push("spec.expose.type".into(), format!("Tenant {tenant_name:?} has a loadBalancers quota of 0"));
+            push(
+                "spec.expose.type".into(),
+                format!("Tenant {tenant_name:?} has no LoadBalancer quota (spec.quota.loadBalancers)"),
+            );
         }
     }
 }
