@@ -6,7 +6,9 @@
 pub mod labels;
 pub mod limit_range;
 pub mod namespace;
+pub mod network_attachment;
 pub mod quota;
+pub mod rbac;
 pub mod runtime_class;
 
 use std::cmp::Ordering;
@@ -62,11 +64,17 @@ impl Child {
 
 /// Everything the operator would create for a (valid) catalog, in render order.
 pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
-    let mut children = vec![Child::from_resource(&runtime_class::runtime_class(config))];
+    let mut children = vec![
+        Child::from_resource(&runtime_class::runtime_class(config)),
+        Child::from_resource(&rbac::cloud_admin_binding(config)),
+    ];
     for tenant in &catalog.tenants {
         children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource));
         children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
         children.extend(limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
+        children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
+        children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
+        children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
     }
     children.sort_by(Child::render_order);
     children

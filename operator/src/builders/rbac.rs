@@ -1,0 +1,210 @@
+//! Role bindings: tenant members to the role ClusterRoles shipped in `manifests/base/roles.yaml`.
+//!
+//! One RoleBinding per role and namespace (subjects sorted, so the object is stable), a
+//! ClusterRoleBinding per tenant that gives its project admins read access to storage, and one
+//! ClusterRoleBinding of the configured cloud-admin group. The operator never writes Roles or
+//! ClusterRoles: it needs only `bind` on these names.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
+
+use super::labels;
+use crate::api::{MemberKind, Tenant, TenantMember, TenantRole};
+use crate::config::OperatorConfig;
+
+/// ClusterRole of cloud admins.
+pub const CLOUD_ADMIN_ROLE: &str = "scs:cloud-admin";
+/// ClusterRole giving project admins read access to StorageClasses and PersistentVolumes.
+pub const STORAGE_READER_ROLE: &str = "scs:storage-reader";
+/// Every ClusterRole the operator binds (and so needs `bind` on).
+pub const BOUND_CLUSTER_ROLES: [&str; 5] =
+    ["scs:project-admin", "scs:member", "scs:viewer", STORAGE_READER_ROLE, CLOUD_ADMIN_ROLE];
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// The ClusterRole a tenant role is bound to.
+pub fn cluster_role(role: TenantRole) -> &'static str {
+    match role {
+        TenantRole::ProjectAdmin => "scs:project-admin",
+        TenantRole::Member => "scs:member",
+        TenantRole::Viewer => "scs:viewer",
+    }
+}
+
+fn subject(member: &TenantMember) -> Subject {
+    let (kind, api_group) = match member.kind {
+        MemberKind::User => ("User", Some(RBAC_GROUP.to_string())),
+        MemberKind::Group => ("Group", Some(RBAC_GROUP.to_string())),
+        MemberKind::ServiceAccount => ("ServiceAccount", Some(String::new())),
+    };
+    Subject { kind: kind.into(), name: member.name.clone(), namespace: member.namespace.clone(), api_group }
+}
+
+fn subjects_by_role(tenant: &Tenant) -> BTreeMap<TenantRole, Vec<Subject>> {
+    let mut by_role: BTreeMap<TenantRole, Vec<Subject>> = BTreeMap::new();
+    for member in &tenant.spec.members {
+        by_role.entry(member.role).or_default().push(subject(member));
+    }
+    for subjects in by_role.values_mut() {
+        subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    }
+    by_role
+}
+
+fn role_ref(name: &str) -> RoleRef {
+    RoleRef { api_group: RBAC_GROUP.into(), kind: "ClusterRole".into(), name: name.into() }
+}
+
+/// RoleBindings in every tenant namespace, one per role that has members.
+pub fn role_bindings(tenant: &Tenant) -> Vec<RoleBinding> {
+    let by_role = subjects_by_role(tenant);
+    let mut bindings = Vec::new();
+    for namespace in tenant.namespace_names() {
+        for (role, subjects) in &by_role {
+            bindings.push(RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(cluster_role(*role).into()),
+                    namespace: Some(namespace.clone()),
+                    labels: Some(labels::tenant_owned(&tenant.name_any())),
+                    ..Default::default()
+                },
+                role_ref: role_ref(cluster_role(*role)),
+                subjects: Some(subjects.clone()),
+            });
+        }
+    }
+    bindings
+}
+
+/// Name of a tenant's storage-reader ClusterRoleBinding.
+pub fn storage_reader_binding_name(tenant: &str) -> String {
+    format!("scs:tenant:{tenant}:storage-reader")
+}
+
+/// Cluster-wide read access to storage for the tenant's project admins, if it has any.
+pub fn storage_reader_binding(tenant: &Tenant) -> Option<ClusterRoleBinding> {
+    let admins = subjects_by_role(tenant).remove(&TenantRole::ProjectAdmin)?;
+    Some(ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(storage_reader_binding_name(&tenant.name_any())),
+            labels: Some(labels::tenant_owned(&tenant.name_any())),
+            ..Default::default()
+        },
+        role_ref: role_ref(STORAGE_READER_ROLE),
+        subjects: Some(admins),
+    })
+}
+
+/// The configured cloud-admin group bound to `scs:cloud-admin`.
+pub fn cloud_admin_binding(config: &OperatorConfig) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(CLOUD_ADMIN_ROLE.into()),
+            labels: Some(labels::operator_owned()),
+            ..Default::default()
+        },
+        role_ref: role_ref(CLOUD_ADMIN_ROLE),
+        subjects: Some(vec![Subject {
+            kind: "Group".into(),
+            name: config.cloud_admin_group.clone(),
+            api_group: Some(RBAC_GROUP.into()),
+            namespace: None,
+        }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TenantSpec;
+
+    fn member(kind: MemberKind, name: &str, role: TenantRole) -> TenantMember {
+        let namespace = (kind == MemberKind::ServiceAccount).then(|| "argocd".to_string());
+        TenantMember { kind, name: name.into(), namespace, role }
+    }
+
+    fn acme() -> Tenant {
+        Tenant::new(
+            "acme",
+            TenantSpec {
+                namespaces: vec!["acme-prod".into(), "acme-dev".into()],
+                members: vec![
+                    member(MemberKind::User, "zoe", TenantRole::Member),
+                    member(MemberKind::Group, "acme-admins", TenantRole::ProjectAdmin),
+                    member(MemberKind::ServiceAccount, "deployer", TenantRole::Member),
+                    member(MemberKind::User, "alice", TenantRole::Member),
+                ],
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn one_binding_per_role_and_namespace_with_sorted_subjects() {
+        let bindings = role_bindings(&acme());
+        let keys: Vec<_> = bindings
+            .iter()
+            .map(|b| (b.metadata.namespace.clone().unwrap(), b.metadata.name.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("acme-prod".to_string(), "scs:project-admin".to_string()),
+                ("acme-prod".to_string(), "scs:member".to_string()),
+                ("acme-dev".to_string(), "scs:project-admin".to_string()),
+                ("acme-dev".to_string(), "scs:member".to_string()),
+            ]
+        );
+        let member_binding = &bindings[1];
+        assert_eq!(member_binding.role_ref.name, "scs:member");
+        assert_eq!(member_binding.role_ref.kind, "ClusterRole");
+        let subjects: Vec<_> = member_binding
+            .subjects
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|s| (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref(), s.api_group.as_deref()))
+            .collect();
+        assert_eq!(
+            subjects,
+            [
+                ("ServiceAccount", "deployer", Some("argocd"), Some("")),
+                ("User", "alice", None, Some(RBAC_GROUP)),
+                ("User", "zoe", None, Some(RBAC_GROUP)),
+            ]
+        );
+    }
+
+    #[test]
+    fn storage_reader_only_for_project_admins() {
+        let binding = storage_reader_binding(&acme()).unwrap();
+        assert_eq!(binding.metadata.name.as_deref(), Some("scs:tenant:acme:storage-reader"));
+        assert_eq!(binding.role_ref.name, STORAGE_READER_ROLE);
+        let subjects = binding.subjects.unwrap();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!((subjects[0].kind.as_str(), subjects[0].name.as_str()), ("Group", "acme-admins"));
+
+        let mut no_admins = acme();
+        no_admins.spec.members.retain(|m| m.role != TenantRole::ProjectAdmin);
+        assert!(storage_reader_binding(&no_admins).is_none());
+    }
+
+    #[test]
+    fn removing_the_last_member_of_a_role_removes_its_bindings() {
+        let mut tenant = acme();
+        tenant.spec.members.retain(|m| m.role != TenantRole::Member);
+        let names: Vec<_> = role_bindings(&tenant).iter().map(|b| b.metadata.name.clone().unwrap()).collect();
+        assert_eq!(names, ["scs:project-admin", "scs:project-admin"]);
+    }
+
+    #[test]
+    fn cloud_admin_group_from_configuration() {
+        let config = OperatorConfig { cloud_admin_group: "platform-team".into(), ..Default::default() };
+        let binding = cloud_admin_binding(&config);
+        assert_eq!(binding.role_ref.name, CLOUD_ADMIN_ROLE);
+        assert_eq!(binding.subjects.unwrap()[0].name, "platform-team");
+    }
+}
