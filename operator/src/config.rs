@@ -25,6 +25,36 @@ pub struct OperatorConfig {
     pub cloud_admin_group: String,
     /// Pod Security level of tenant namespaces that do not choose one.
     pub default_pod_security: PodSecurityLevel,
+    /// What tenant NetworkPolicies consider inside and outside the cluster.
+    pub network_isolation: NetworkIsolationConfig,
+}
+
+/// Inputs of the tenant NetworkPolicies.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NetworkIsolationConfig {
+    /// Pod and Service CIDRs of the cluster. Traffic to and from outside the cluster is allowed
+    /// (when `allowExternal`) by an `ipBlock` that excepts these, so other tenants' pods stay out.
+    /// The defaults are kind's; set your cluster's.
+    pub cluster_cidrs: Vec<String>,
+    /// Allow traffic between tenant pods and addresses outside the cluster (LoadBalancer
+    /// clients, external services). Default true.
+    pub allow_external: bool,
+    /// Namespace of the cluster DNS.
+    pub dns_namespace: String,
+    /// Labels of the cluster DNS pods.
+    pub dns_pod_labels: BTreeMap<String, String>,
+}
+
+impl Default for NetworkIsolationConfig {
+    fn default() -> Self {
+        Self {
+            cluster_cidrs: vec!["10.244.0.0/16".into(), "10.96.0.0/12".into()],
+            allow_external: true,
+            dns_namespace: "kube-system".into(),
+            dns_pod_labels: BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())]),
+        }
+    }
 }
 
 /// The Kata RuntimeClass.
@@ -86,6 +116,7 @@ impl Default for OperatorConfig {
             gpu: GpuConfig::default(),
             cloud_admin_group: "scs:cloud-admins".into(),
             default_pod_security: PodSecurityLevel::Restricted,
+            network_isolation: NetworkIsolationConfig::default(),
         }
     }
 }
@@ -191,6 +222,11 @@ impl OperatorConfig {
                     format!("gpu.{vendor}.resourceName"),
                     "an extended resource name needs a domain, e.g. nvidia.com/gpu".into(),
                 ));
+            }
+        }
+        for (index, cidr) in self.network_isolation.cluster_cidrs.iter().enumerate() {
+            if cidr.parse::<ipnet::IpNet>().is_err() {
+                return Err((format!("networkIsolation.clusterCidrs[{index}]"), format!("{cidr:?} is not a CIDR")));
             }
         }
         if self.cloud_admin_group.is_empty() {

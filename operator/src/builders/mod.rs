@@ -7,6 +7,7 @@ pub mod labels;
 pub mod limit_range;
 pub mod namespace;
 pub mod network_attachment;
+pub mod network_policy;
 pub mod quota;
 pub mod rbac;
 pub mod runtime_class;
@@ -75,6 +76,7 @@ pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child
         children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
         children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
         children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
+        children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
     }
     children.sort_by(Child::render_order);
     children
