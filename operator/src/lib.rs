@@ -5,6 +5,7 @@ pub mod api;
 pub mod builders;
 pub mod catalog;
 pub mod config;
+pub mod controller;
 pub mod quantity;
 pub mod render;
 pub mod validate;

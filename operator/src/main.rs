@@ -18,6 +18,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers against the cluster of the current kubeconfig or in-cluster config.
+    Run {
+        /// Operator configuration file (defaults apply without one).
+        #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Print the CustomResourceDefinitions as multi-document YAML (or write one file per CRD).
     Crdgen {
         /// Write `<group>_<plural>.yaml` files into this directory instead of printing.
@@ -41,9 +47,56 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Run { config } => run_controllers(config),
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
     }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<OperatorConfig, ExitCode> {
+    path.map(|path| OperatorConfig::from_file(&path)).transpose().map(Option::unwrap_or_default).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run_controllers(config: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("error: cannot reach a Kubernetes API server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        scs_operator::controller::run(client, config, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 fn crdgen(out_dir: Option<PathBuf>) -> ExitCode {
@@ -64,12 +117,9 @@ fn crdgen(out_dir: Option<PathBuf>) -> ExitCode {
 }
 
 fn run_render(paths: &[PathBuf], recursive: bool, config: Option<PathBuf>) -> ExitCode {
-    let config = match config.map(|path| OperatorConfig::from_file(&path)).transpose() {
-        Ok(config) => config.unwrap_or_default(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+    let config = match load_config(config) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     let schemas = CrdSchemas::new();
     let result = render::read_documents(paths, recursive)

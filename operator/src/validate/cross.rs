@@ -3,7 +3,7 @@
 use kube::ResourceExt;
 
 use super::FieldError;
-use crate::api::{ServiceType, WorkloadKind};
+use crate::api::{ServiceType, Tenant, WorkloadKind};
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -36,34 +36,71 @@ pub fn check(catalog: &Catalog, config: &OperatorConfig) -> Vec<(ObjectKey, Fiel
 }
 
 fn check_tenants(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<(ObjectKey, FieldError)>) {
-    let claims = catalog.namespace_claims();
+    errors.extend(claim_errors(catalog));
     for tenant in &catalog.tenants {
         let key = ObjectKey { kind: "Tenant", namespace: None, name: tenant.name_any() };
-        let mut push = |path: String, message: String| errors.push((key.clone(), FieldError::new(path, message)));
-        let explicit = !tenant.spec.namespaces.is_empty();
+        let found = tenant_spec_errors(tenant, config).into_iter().chain(missing_networks(tenant, catalog));
+        errors.extend(found.map(|error| (key.clone(), error)));
+    }
+}
+
+/// Where a tenant's namespace `index` is named: its `spec.namespaces` entry, or its own name.
+fn namespace_path(tenant: &Tenant, index: usize) -> String {
+    if tenant.spec.namespaces.is_empty() { "metadata.name".to_string() } else { format!("spec.namespaces[{index}]") }
+}
+
+/// Problems of a tenant's spec against the configuration alone: reserved namespaces, unknown tiers.
+pub fn tenant_spec_errors(tenant: &Tenant, config: &OperatorConfig) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (index, namespace) in tenant.namespace_names().iter().enumerate() {
+        if RESERVED_NAMESPACES.contains(&namespace.as_str()) || namespace.starts_with("kube-") {
+            errors.push(FieldError::new(
+                namespace_path(tenant, index),
+                format!("namespace {namespace:?} is reserved for the platform"),
+            ));
+        }
+    }
+    let tiers = tenant.spec.quota.as_ref().and_then(|q| q.storage.as_ref()).map(|s| &s.classes);
+    for tier in tiers.into_iter().flat_map(|classes| classes.keys()) {
+        if !config.storage_tiers.contains_key(tier) {
+            errors.push(FieldError::new(format!("spec.quota.storage.classes.{tier}"), unknown_tier(tier, config)));
+        }
+    }
+    errors
+}
+
+/// Networks the tenant lists that do not exist.
+pub fn missing_networks(tenant: &Tenant, catalog: &Catalog) -> Vec<FieldError> {
+    tenant
+        .spec
+        .networks
+        .iter()
+        .enumerate()
+        .filter(|(_, network)| catalog.network(network).is_none())
+        .map(|(index, network)| FieldError::new(format!("spec.networks[{index}]"), format!("no SdnNetwork named {network:?}")))
+        .collect()
+}
+
+/// Namespaces claimed by more than one tenant: every claim after the first is an error.
+pub fn claim_errors(catalog: &Catalog) -> Vec<(ObjectKey, FieldError)> {
+    let claims = catalog.namespace_claims();
+    let mut errors = Vec::new();
+    for tenant in &catalog.tenants {
         for (index, namespace) in tenant.namespace_names().iter().enumerate() {
-            let path = if explicit { format!("spec.namespaces[{index}]") } else { "metadata.name".to_string() };
-            if RESERVED_NAMESPACES.contains(&namespace.as_str()) || namespace.starts_with("kube-") {
-                push(path.clone(), format!("namespace {namespace:?} is reserved for the platform"));
-            }
             if let Some(owner) = claims.get(namespace)
                 && *owner != tenant.name_any()
             {
-                push(path, format!("namespace {namespace:?} is already claimed by Tenant {owner:?}"));
-            }
-        }
-        for (index, network) in tenant.spec.networks.iter().enumerate() {
-            if catalog.network(network).is_none() {
-                push(format!("spec.networks[{index}]"), format!("no SdnNetwork named {network:?}"));
-            }
-        }
-        let tiers = tenant.spec.quota.as_ref().and_then(|q| q.storage.as_ref()).map(|s| &s.classes);
-        for tier in tiers.into_iter().flat_map(|classes| classes.keys()) {
-            if !config.storage_tiers.contains_key(tier) {
-                push(format!("spec.quota.storage.classes.{tier}"), unknown_tier(tier, config));
+                errors.push((
+                    ObjectKey { kind: "Tenant", namespace: None, name: tenant.name_any() },
+                    FieldError::new(
+                        namespace_path(tenant, index),
+                        format!("namespace {namespace:?} is already claimed by Tenant {owner:?}"),
+                    ),
+                ));
             }
         }
     }
+    errors
 }
 
 fn unknown_tier(tier: &str, config: &OperatorConfig) -> String {

@@ -1,0 +1,138 @@
+//! The controllers (`scs-operator run`): Tenants and SdnNetworks.
+//!
+//! Tenants are cluster-scoped and own namespaced children, so children are found by label and
+//! mapped back to their tenant (`watches`), not through owner references (`owns`). Children are
+//! watched as metadata only, selected by our `managed-by` label.
+
+pub mod backoff;
+pub mod conditions;
+pub mod context;
+pub mod diff;
+pub mod error;
+pub mod managed;
+pub mod sdn_network;
+pub mod sync;
+pub mod tenant;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::{SdnNetwork, SecureWorkload, Tenant};
+use crate::builders::labels;
+use crate::config::OperatorConfig;
+use context::Context;
+use error::Error;
+
+fn error_policy<K: kube::Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", K::kind(&()), object.name_any());
+    let delay = ctx.backoff.next_delay(&key);
+    match error {
+        Error::DeletionHeld(why) => info!(%key, ?delay, "{why}"),
+        other => warn!(%key, ?delay, error = %other, "reconcile failed; retrying"),
+    }
+    Action::requeue(delay)
+}
+
+/// Forgets an object's failures once it reconciles.
+async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
+    result: Result<(ObjectRef<K>, Action), E>,
+    ctx: Arc<Context>,
+    kind: &'static str,
+) {
+    match result {
+        Ok((object, _)) => ctx.backoff.reset(&format!("{kind}/{}", object.name)),
+        Err(error) => tracing::debug!(%error, "reconcile error"),
+    }
+}
+
+/// Runs the Tenant and SdnNetwork controllers until `shutdown` completes.
+pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
+    let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
+
+    // Caches of tenants and networks, shared by the mappers and the reconcilers.
+    let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
+    let tenant_events = reflector::reflector(tenant_writer, watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let (network_store, network_writer) = reflector::store::<SdnNetwork>();
+    let network_events =
+        reflector::reflector(network_writer, watcher(Api::<SdnNetwork>::all(client.clone()), watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+    let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
+
+    // Children of a tenant carry its name in a label.
+    let to_tenant = |meta: &kube::core::ObjectMeta| {
+        meta.labels.as_ref().and_then(|l| l.get(labels::TENANT)).map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
+    };
+    let mut tenant_controller = Controller::new(tenants_api, watcher::Config::default());
+    for kind in managed::managed_kinds().into_iter().filter(|k| k.per_tenant) {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
+        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
+        tenant_controller = tenant_controller.watches_stream_with(
+            stream,
+            move |child: PartialObjectMeta<DynamicObject>| to_tenant(&child.metadata),
+            kind.resource.clone(),
+        );
+    }
+    // A network change re-renders the attachment definitions of every tenant that lists it.
+    let stores = tenant_store.clone();
+    tenant_controller = tenant_controller.watches_stream(network_events, move |network: SdnNetwork| {
+        let name = network.name_any();
+        stores
+            .state()
+            .into_iter()
+            .filter(|t| t.spec.networks.contains(&name))
+            .map(|t| ObjectRef::new(&t.name_any()))
+            .collect::<Vec<_>>()
+    });
+    // Workloads coming and going decide whether a deletion or namespace release may proceed.
+    let stores = tenant_store.clone();
+    let workloads = watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    tenant_controller = tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
+        let namespace = workload.namespace().unwrap_or_default();
+        stores
+            .state()
+            .into_iter()
+            .find(|t| t.namespace_names().contains(&namespace))
+            .map(|t| ObjectRef::new(&t.name_any()))
+    });
+
+    let network_controller = Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
+        .watches_stream(tenant_events, |tenant: Tenant| {
+            tenant.spec.networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
+        });
+
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let tenants = tenant_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            |tenant, ctx| tenant::reconcile(tenant, ctx),
+            |tenant, error, ctx| error_policy(tenant, error, ctx),
+            ctx.clone(),
+        )
+        .for_each(|result| reset_on_success(result, ctx.clone(), "Tenant"));
+    let networks = network_controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |network, ctx| sdn_network::reconcile(network, ctx),
+            |network, error, ctx| error_policy(network, error, ctx),
+            ctx.clone(),
+        )
+        .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
+    info!("controllers started");
+    future::join(tenants, networks).await;
+    info!("controllers stopped");
+}

@@ -1,0 +1,125 @@
+//! Bringing live children in line with the desired ones: apply what is missing or different,
+//! delete what carries our labels but is no longer desired. Objects without our labels are never
+//! listed, so never touched.
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use tracing::{debug, info};
+
+use super::diff::contains;
+use super::error::{Error, Result};
+use super::managed::{self, ManagedKind};
+use crate::builders::Child;
+use crate::builders::labels::OPERATOR;
+
+/// What a sync did, and the live objects it saw (after its own writes).
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub applied: usize,
+    pub deleted: usize,
+    /// Live objects matching the selector, by kind, as listed before writing.
+    pub live: Vec<DynamicObject>,
+    /// Live objects that should go but were kept (see `keep` in [`sync_children`]).
+    pub kept: Vec<DynamicObject>,
+}
+
+fn api_for(client: &Client, kind: &ManagedKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (kind.namespaced, namespace) {
+        (true, Some(namespace)) => Api::namespaced_with(client.clone(), namespace, &kind.resource),
+        _ => Api::all_with(client.clone(), &kind.resource),
+    }
+}
+
+fn kind_of(child: &Child) -> Result<ManagedKind> {
+    managed::find(&child.api_version, &child.kind)
+        .ok_or_else(|| Error::Other(format!("{} {} is not a managed kind", child.api_version, child.kind)))
+}
+
+/// Server-side applies `child` (field manager `scs-operator`, forced).
+pub async fn apply(client: &Client, child: &Child) -> Result<()> {
+    let kind = kind_of(child)?;
+    let api = api_for(client, &kind, child.namespace.as_deref());
+    api.patch(&child.name, &PatchParams::apply(OPERATOR).force(), &Patch::Apply(&child.object)).await?;
+    info!(kind = %child.kind, namespace = child.namespace.as_deref().unwrap_or(""), name = %child.name, "applied");
+    Ok(())
+}
+
+/// Applies `child` unless the live object already holds it. Returns whether it wrote.
+pub async fn ensure(client: &Client, child: &Child) -> Result<bool> {
+    let kind = kind_of(child)?;
+    let api = api_for(client, &kind, child.namespace.as_deref());
+    if let Some(live) = api.get_opt(&child.name).await?
+        && contains(&serde_json::to_value(&live).unwrap_or_default(), &child.object)
+    {
+        return Ok(false);
+    }
+    apply(client, child).await?;
+    Ok(true)
+}
+
+async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> Result<()> {
+    let api = api_for(client, kind, object.namespace().as_deref());
+    match api.delete(&object.name_any(), &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    info!(kind = %kind.resource.kind, namespace = object.namespace().unwrap_or_default(), name = %object.name_any(), "deleted");
+    Ok(())
+}
+
+/// Syncs every per-tenant managed kind against `desired`, finding live objects by `selector`.
+/// `keep` may veto the deletion of a live object that is no longer desired.
+pub async fn sync_children(
+    client: &Client,
+    selector: &str,
+    desired: &[Child],
+    keep: impl Fn(&DynamicObject) -> bool,
+) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
+    let kinds: Vec<ManagedKind> = managed::managed_kinds().into_iter().filter(|k| k.per_tenant).collect();
+    let mut live_by_kind = Vec::new();
+    for kind in &kinds {
+        let live = api_for(client, kind, None).list(&ListParams::default().labels(selector)).await?.items;
+        live_by_kind.push(live);
+    }
+    // Create and update in kind order (namespaces first) ...
+    for (kind, live) in kinds.iter().zip(&live_by_kind) {
+        for child in desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind) {
+            let current = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
+            let unchanged = current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), &child.object));
+            if unchanged {
+                debug!(kind = %child.kind, name = %child.name, "unchanged");
+            } else {
+                apply(client, child).await?;
+                report.applied += 1;
+            }
+        }
+    }
+    // ... then delete leftovers in reverse order (namespaces last).
+    for (kind, live) in kinds.iter().zip(&live_by_kind).rev() {
+        for object in live {
+            let wanted = desired.iter().any(|c| {
+                c.kind == kind.resource.kind && c.name == object.name_any() && c.namespace == object.namespace()
+            });
+            if wanted || object.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if keep(object) {
+                report.kept.push(object.clone());
+                continue;
+            }
+            delete(client, kind, object).await?;
+            report.deleted += 1;
+        }
+    }
+    report.live = live_by_kind.into_iter().flatten().collect();
+    Ok(report)
+}
+
+/// Deletes every per-tenant managed object matching `selector`: cluster-scoped bindings and
+/// namespaced objects first, namespaces last.
+pub async fn delete_all(client: &Client, selector: &str) -> Result<usize> {
+    let report = sync_children(client, selector, &[], |_| false).await?;
+    Ok(report.deleted)
+}

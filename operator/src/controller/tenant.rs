@@ -1,0 +1,346 @@
+//! The Tenant reconciler: validate → build → apply → status, with a finalizer for cleanup.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::conditions::{self, condition};
+use super::context::{Context, RESYNC};
+use super::error::{Error, Result};
+use super::sync;
+use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
+use crate::builders::{self, Child, labels, namespace, network_attachment, network_policy, quota, rbac, runtime_class};
+use crate::quantity;
+use crate::validate::cross;
+
+/// Finalizer that lets the operator remove what garbage collection cannot.
+pub const FINALIZER: &str = "scs.dev/tenant-cleanup";
+/// Annotation that lets a tenant be deleted although its namespaces still hold workloads or volumes.
+pub const FORCE_DELETE: &str = "scs.dev/force-delete";
+
+/// Entry point for the controller: unwraps the deserialization guard and runs the finalizer.
+pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
+    let tenant = match &guarded.0 {
+        Ok(tenant) => Arc::new(tenant.clone()),
+        Err(invalid) => {
+            // The API server stores only valid objects; this is a client/CRD version skew.
+            warn!(name = invalid.metadata.name.as_deref().unwrap_or(""), error = %invalid.error, "cannot read Tenant");
+            return Ok(Action::await_change());
+        }
+    };
+    // Namespace claims are decided against every tenant: wait for the cache to be complete.
+    let _ = ctx.tenants.wait_until_ready().await;
+    let _ = ctx.networks.wait_until_ready().await;
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let action = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
+            Finalizer::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from)?;
+    Ok(action)
+}
+
+fn selector(tenant: &Tenant) -> String {
+    format!("{}={},{}={}", labels::MANAGED_BY, labels::OPERATOR, labels::TENANT, tenant.name_any())
+}
+
+/// The state of one of the tenant's namespaces before we write anything.
+enum NamespaceState {
+    Ours,
+    Absent,
+    Terminating,
+    Conflict(String),
+}
+
+async fn namespace_states(tenant: &Tenant, ctx: &Context) -> Result<BTreeMap<String, NamespaceState>> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let catalog = ctx.catalog();
+    let claims = catalog.namespace_claims();
+    let me = tenant.name_any();
+    let mut states = BTreeMap::new();
+    for name in tenant.namespace_names() {
+        let state = match api.get_opt(&name).await? {
+            Some(live) => {
+                let labels = live.labels();
+                if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::OPERATOR) {
+                    NamespaceState::Conflict("exists and is not managed by scs-operator".into())
+                } else if labels.get(labels::TENANT) != Some(&me) {
+                    let owner = labels.get(labels::TENANT).cloned().unwrap_or_default();
+                    NamespaceState::Conflict(format!("belongs to Tenant {owner:?}"))
+                } else if live.metadata.deletion_timestamp.is_some() {
+                    NamespaceState::Terminating
+                } else {
+                    NamespaceState::Ours
+                }
+            }
+            None => match claims.get(&name) {
+                Some(owner) if *owner != me => NamespaceState::Conflict(format!("is claimed by Tenant {owner:?}")),
+                _ => NamespaceState::Absent,
+            },
+        };
+        states.insert(name, state);
+    }
+    Ok(states)
+}
+
+/// The RuntimeClass and the cloud-admin binding: shared by all tenants, ensured by every reconcile.
+async fn ensure_platform(ctx: &Context) -> Result<()> {
+    sync::ensure(&ctx.client, &Child::from_resource(&runtime_class::runtime_class(&ctx.config))).await?;
+    sync::ensure(&ctx.client, &Child::from_resource(&rbac::cloud_admin_binding(&ctx.config))).await?;
+    Ok(())
+}
+
+/// Children of `tenant` in the namespaces it may use.
+fn desired_children(tenant: &Tenant, ctx: &Context, usable: &[String]) -> Vec<Child> {
+    let config = &ctx.config;
+    let catalog = ctx.catalog();
+    let in_usable = |child: &Child| child.namespace.as_ref().is_none_or(|ns| usable.contains(ns));
+    let mut children: Vec<Child> = Vec::new();
+    children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource).filter(|c| usable.contains(&c.name)));
+    children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
+    children.extend(builders::limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
+    children.extend(network_attachment::network_attachments(tenant, &catalog).iter().map(Child::from_resource));
+    children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
+    children.retain(in_usable);
+    children
+}
+
+/// Whether a namespace that left `spec.namespaces` must stay because it holds workloads or data.
+async fn holds_data(client: &Client, namespace: &str) -> Result<Vec<String>> {
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut held: Vec<String> = workloads
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|w| format!("SecureWorkload {namespace}/{}", w.name_any()))
+        .collect();
+    held.extend(
+        claims.list_metadata(&ListParams::default()).await?.items.iter().map(|c| format!("PersistentVolumeClaim {namespace}/{}", c.name_any())),
+    );
+    Ok(held)
+}
+
+async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let name = tenant.name_any();
+    let generation = tenant.metadata.generation;
+    let previous = tenant.status.clone().unwrap_or_default();
+
+    let spec_errors = cross::tenant_spec_errors(tenant, &ctx.config);
+    if !spec_errors.is_empty() {
+        // Leave every existing child as it is; only say what is wrong.
+        let message = spec_errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let mut conditions: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+        conditions.push(condition("Ready", false, "InvalidSpec", message.clone(), generation));
+        let conditions = conditions::merge(&previous.conditions, conditions);
+        let status = TenantStatus { observed_generation: generation, conditions, ..previous.clone() };
+        write_status(tenant, ctx, &previous, status).await?;
+        if conditions::is_true(&previous.conditions, "Ready") || previous.conditions.is_empty() {
+            ctx.event(tenant, true, "InvalidSpec", message).await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    ensure_platform(ctx).await?;
+    let states = namespace_states(tenant, ctx).await?;
+    let usable: Vec<String> = states
+        .iter()
+        .filter(|(_, s)| matches!(s, NamespaceState::Ours | NamespaceState::Absent))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let desired = desired_children(tenant, ctx, &usable);
+
+    // A namespace dropped from the spec is deleted only when it holds no workloads or volumes.
+    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let candidates: Vec<String> = {
+        let api: Api<Namespace> = Api::all(ctx.client.clone());
+        api.list_metadata(&ListParams::default().labels(&selector(tenant)))
+            .await?
+            .items
+            .iter()
+            .map(|n| n.name_any())
+            .filter(|n| !tenant.namespace_names().contains(n))
+            .collect()
+    };
+    for namespace in candidates {
+        let data = holds_data(&ctx.client, &namespace).await?;
+        if !data.is_empty() {
+            held.insert(namespace, data);
+        }
+    }
+    let report = sync::sync_children(&ctx.client, &selector(tenant), &desired, |object: &DynamicObject| {
+        // Keep a released namespace with data, and everything of ours inside it.
+        let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") { object.name_any() } else { object.namespace().unwrap_or_default() };
+        held.contains_key(&namespace)
+    })
+    .await?;
+    if report.applied > 0 || report.deleted > 0 {
+        info!(tenant = %name, applied = report.applied, deleted = report.deleted, "tenant children synced");
+    }
+
+    let status = compute_status(tenant, ctx, &states, &report, &held);
+    let ready_before = conditions::is_true(&previous.conditions, "Ready");
+    let ready_now = conditions::is_true(&status.conditions, "Ready");
+    let conflicts_before: Vec<String> =
+        previous.namespaces.iter().filter(|n| n.state == "Conflict").map(|n| n.name.clone()).collect();
+    let new_conflicts: Vec<&TenantNamespaceStatus> =
+        status.namespaces.iter().filter(|n| n.state == "Conflict" && !conflicts_before.contains(&n.name)).collect();
+    for conflict in &new_conflicts {
+        let message = format!("namespace {} {}; nothing in it is touched", conflict.name, conflict.message.clone().unwrap_or_default());
+        ctx.event(tenant, true, "NamespaceConflict", message).await;
+    }
+    let ready_message = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
+    write_status(tenant, ctx, &previous, status).await?;
+    if ready_now && !ready_before {
+        ctx.event(tenant, false, "Ready", "all namespaces, quota, roles and networks are in place".into()).await;
+    } else if !ready_now && ready_before
+        && let Some((reason, message)) = ready_message
+    {
+        ctx.event(tenant, true, &reason, message).await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+fn compute_status(
+    tenant: &Tenant,
+    ctx: &Context,
+    states: &BTreeMap<String, NamespaceState>,
+    report: &sync::SyncReport,
+    held: &BTreeMap<String, Vec<String>>,
+) -> TenantStatus {
+    let generation = tenant.metadata.generation;
+    let previous = tenant.status.clone().unwrap_or_default();
+    let namespaces: Vec<TenantNamespaceStatus> = tenant
+        .namespace_names()
+        .into_iter()
+        .map(|name| {
+            let (state, message) = match &states[&name] {
+                NamespaceState::Ours | NamespaceState::Absent => ("Ready", None),
+                NamespaceState::Terminating => ("Terminating", Some("namespace is being deleted".to_string())),
+                NamespaceState::Conflict(why) => ("Conflict", Some(why.clone())),
+            };
+            TenantNamespaceStatus { name, state: state.into(), message }
+        })
+        .collect();
+
+    let conflicts: Vec<String> = namespaces
+        .iter()
+        .filter(|n| n.state != "Ready")
+        .map(|n| format!("{} {}", n.name, n.message.clone().unwrap_or_default()))
+        .collect();
+    let mut namespaces_message = if conflicts.is_empty() {
+        format!("{} namespace(s) ready", namespaces.len())
+    } else {
+        format!("not usable: {}", conflicts.join("; "))
+    };
+    if !held.is_empty() {
+        let kept: Vec<String> = held.iter().map(|(ns, data)| format!("{ns} ({})", data.join(", "))).collect();
+        namespaces_message.push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
+    }
+    let missing = cross::missing_networks(tenant, &ctx.catalog());
+    let networks_message = if missing.is_empty() {
+        format!("{} network(s) attached", tenant.spec.networks.len())
+    } else {
+        missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    };
+    let has_conflict = namespaces.iter().any(|n| n.state == "Conflict");
+    let mut next = vec![
+        condition("NamespacesReady", !has_conflict, if has_conflict { "NamespaceConflict" } else { "Ready" }, namespaces_message, generation),
+        condition("QuotaReady", true, "Applied", "ResourceQuotas and LimitRanges applied", generation),
+        condition("RbacReady", true, "Applied", format!("{} member(s) bound", tenant.spec.members.len()), generation),
+        condition("NetworksReady", missing.is_empty(), if missing.is_empty() { "Ready" } else { "NetworkNotFound" }, networks_message, generation),
+    ];
+    let failing = next.iter().find(|c| c.status != "True").map(|c| (c.reason.clone(), c.message.clone()));
+    next.insert(
+        0,
+        match failing {
+            None => condition("Ready", true, "Ready", "all namespaces, quota, roles and networks are in place", generation),
+            Some((reason, message)) => condition("Ready", false, &reason, message, generation),
+        },
+    );
+
+    TenantStatus {
+        observed_generation: generation,
+        namespaces,
+        quota: Some(quota_status(tenant, ctx, &report.live)),
+        conditions: conditions::merge(&previous.conditions, next),
+    }
+}
+
+/// Tenant-wide hard limits and usage summed over the live ResourceQuotas.
+fn quota_status(tenant: &Tenant, ctx: &Context, live: &[DynamicObject]) -> TenantQuotaStatus {
+    let mut used: BTreeMap<String, quantity::Nanos> = BTreeMap::new();
+    for object in live.iter().filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ResourceQuota")) {
+        let entries = object.data.get("status").and_then(|s| s.get("used")).and_then(|u| u.as_object());
+        for (key, value) in entries.into_iter().flatten() {
+            if let Some(value) = value.as_str().and_then(|v| quantity::parse(v).ok()) {
+                *used.entry(key.clone()).or_default() += value;
+            }
+        }
+    }
+    let binary = |key: &str| key.contains("memory") || key.contains("storage");
+    TenantQuotaStatus {
+        hard: quota::tenant_totals(tenant, &ctx.config),
+        used: used.into_iter().map(|(k, v)| (k.clone(), Quantity(quantity::format(v, binary(&k))))).collect(),
+    }
+}
+
+/// Writes the status when it says something new (server-side apply of the status subresource).
+async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, next: TenantStatus) -> Result<()> {
+    let unchanged = previous.observed_generation == next.observed_generation
+        && previous.namespaces == next.namespaces
+        && previous.quota == next.quota
+        && conditions::same(&previous.conditions, &next.conditions);
+    if unchanged {
+        return Ok(());
+    }
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "Tenant", "status": next});
+    api.patch_status(&tenant.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    let forced = tenant.annotations().get(FORCE_DELETE).is_some_and(|v| v == "true");
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let ours: Vec<String> =
+        api.list_metadata(&ListParams::default().labels(&selector(tenant))).await?.items.iter().map(|n| n.name_any()).collect();
+    let mut data = Vec::new();
+    for namespace in &ours {
+        data.extend(holds_data(&ctx.client, namespace).await?);
+    }
+    if !data.is_empty() && !forced {
+        let message = format!(
+            "deletion waits until these are removed (or the Tenant is annotated {FORCE_DELETE}=\"true\"): {}",
+            data.join(", ")
+        );
+        let previous = tenant.status.clone().unwrap_or_default();
+        let mut conditions: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+        conditions.push(condition("Ready", false, "DeletionBlocked", message.clone(), tenant.metadata.generation));
+        let was_blocked = previous.conditions.iter().any(|c| c.reason == "DeletionBlocked");
+        let status = TenantStatus { conditions: conditions::merge(&previous.conditions, conditions), ..previous.clone() };
+        write_status(tenant, ctx, &previous, status).await?;
+        if !was_blocked {
+            ctx.event(tenant, true, "DeletionBlocked", message.clone()).await;
+        }
+        return Err(Error::DeletionHeld(message));
+    }
+    let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
+    info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
+    Ok(Action::await_change())
+}
