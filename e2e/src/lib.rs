@@ -1,6 +1,7 @@
-//! End-to-end tests of the operator.
+//! End-to-end test support for the operator.
 //!
-//! Planned layers (see README "Tests"): controllers run in-process against a fake API server
-//! speaking the real HTTP API, a scale harness, and kind cluster tests behind a cargo feature.
-//! None exists yet: the controllers they exercise have not landed. Until then the offline
-//! contract (render on the examples) is tested in `operator/tests/`.
+//! [`fake_api`] is an in-process Kubernetes API server speaking the real HTTP API, so the real
+//! controllers run against a real `kube::Client` (real requests, real watches) without a cluster.
+//! Kind cluster tests (behind a cargo feature) and the scale harness are still to come.
+
+pub mod fake_api;

@@ -1,0 +1,606 @@
+//! An in-process fake Kubernetes API server.
+//!
+//! It stores objects of any resource in memory and serves, over HTTP/1.1 on 127.0.0.1:
+//! GET, LIST and WATCH (resourceVersion, label selectors, metadata-only responses), POST,
+//! PUT, PATCH (server-side apply, JSON merge, strategic merge treated as JSON merge, JSON patch),
+//! DELETE with finalizers and `deletionTimestamp`, and the `status` subresource. Tests can inject
+//! errors (the next K requests matching a method and path fail with a status code) and read a log
+//! of every request.
+//!
+//! What it does NOT emulate — keep this list true:
+//! - admission of any kind: no schema or CEL validation, no defaulting, no RBAC, no webhooks,
+//!   no Pod Security, no quota enforcement;
+//! - real server-side apply field ownership: an apply is a JSON merge of the applied object into
+//!   the live one, so fields dropped from an applied configuration are not removed, and no
+//!   conflicts are reported;
+//! - garbage collection by owner references; namespace deletion removes the namespace's objects
+//!   at once (the namespace controller is asynchronous and honours finalizers);
+//! - watch details: no bookmarks, no "resource version too old" (history is kept whole), and an
+//!   object that stops matching a label selector is not reported as DELETED to that watch;
+//! - discovery, pagination (`limit`/`continue` are ignored: one page), field selectors,
+//!   `dryRun`, and the status semantics of kinds without a status subresource.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Whether it asked for a watch stream.
+    pub watch: bool,
+}
+
+impl RequestRecord {
+    /// POST, PUT, PATCH and DELETE.
+    pub fn is_write(&self) -> bool {
+        matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    }
+}
+
+/// Where a request points.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Collection {
+    /// `api/v1` or `apis/<group>/<version>`.
+    group_version: String,
+    /// Plural resource name.
+    resource: String,
+}
+
+#[derive(Clone, Debug)]
+struct Target {
+    collection: Collection,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct WatchRecord {
+    resource_version: u64,
+    collection: Collection,
+    event_type: &'static str,
+    object: Value,
+}
+
+struct Failure {
+    method: String,
+    path_contains: String,
+    remaining: usize,
+    code: u16,
+}
+
+#[derive(Default)]
+struct Store {
+    objects: BTreeMap<Collection, BTreeMap<(String, String), Value>>,
+    resource_version: u64,
+    history: Vec<WatchRecord>,
+    uid: u64,
+}
+
+struct State {
+    store: Mutex<Store>,
+    events: broadcast::Sender<WatchRecord>,
+    requests: Mutex<Vec<RequestRecord>>,
+    failures: Mutex<Vec<Failure>>,
+}
+
+/// A running fake API server; stops when dropped.
+pub struct FakeApiServer {
+    address: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeApiServer {
+    /// Starts a server on a free loopback port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let address = listener.local_addr().expect("local address");
+        let (events, _) = broadcast::channel(65_536);
+        let state = Arc::new(State {
+            store: Mutex::default(),
+            events,
+            requests: Mutex::default(),
+            failures: Mutex::default(),
+        });
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handle(state.clone(), request));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Self { address, state, task }
+    }
+
+    /// A real `kube::Client` talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let url = format!("http://{}", self.address).parse().expect("url");
+        let mut config = kube::Config::new(url);
+        config.read_timeout = Some(Duration::from_secs(30));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.state.requests.lock().unwrap().clear();
+    }
+
+    /// Writes in the request log whose path contains `path_contains` (all writes for "").
+    pub fn writes(&self, path_contains: &str) -> Vec<RequestRecord> {
+        self.requests().into_iter().filter(|r| r.is_write() && r.path.contains(path_contains)).collect()
+    }
+
+    /// The next `count` requests with `method` whose path contains `path_contains` fail with `code`.
+    pub fn fail_next(&self, method: &str, path_contains: &str, count: usize, code: u16) {
+        self.state.failures.lock().unwrap().push(Failure {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            remaining: count,
+            code,
+        });
+    }
+
+    /// Injected failures not yet used.
+    pub fn pending_failures(&self) -> usize {
+        self.state.failures.lock().unwrap().iter().map(|f| f.remaining).sum()
+    }
+
+    /// The stored object at an API path such as `/api/v1/namespaces/acme`.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        let target = parse_path(path)?;
+        let store = self.state.store.lock().unwrap();
+        store.objects.get(&target.collection)?.get(&(target.namespace.unwrap_or_default(), target.name?)).cloned()
+    }
+
+    /// Every stored object of a collection path such as `/apis/rbac.authorization.k8s.io/v1/rolebindings`
+    /// (all namespaces).
+    pub fn list(&self, path: &str) -> Vec<Value> {
+        let Some(target) = parse_path(path) else { return Vec::new() };
+        let store = self.state.store.lock().unwrap();
+        store.objects.get(&target.collection).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Stores an object directly (as if another client had created it), at collection `path`.
+    pub fn insert(&self, path: &str, object: Value) {
+        let target = parse_path(path).expect("collection path");
+        let mut store = self.state.store.lock().unwrap();
+        create(&mut store, &self.state.events, &target, object).expect("insert");
+    }
+
+    /// Sets `status` of a stored object, as a controller of another kind would.
+    pub fn set_status(&self, path: &str, status: Value) {
+        let target = parse_path(path).expect("object path");
+        let mut store = self.state.store.lock().unwrap();
+        let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().expect("name"));
+        let mut object = store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned().expect("object exists");
+        object["status"] = status;
+        commit(&mut store, &self.state.events, &target.collection, key, object, "MODIFIED");
+    }
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group_version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => (format!("api/{version}"), rest),
+        ["apis", group, version, rest @ ..] => (format!("apis/{group}/{version}"), rest),
+        _ => return None,
+    };
+    let namespaced = rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && ["status", "finalize"].contains(&rest[2]));
+    let (namespace, rest) = if namespaced { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
+    let resource = rest.first()?.to_string();
+    Some(Target {
+        collection: Collection { group_version, resource },
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        subresource: rest.get(2).map(|s| s.to_string()),
+    })
+}
+
+fn status_error(code: u16, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({
+        "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code,
+    });
+    respond(code, &body)
+}
+
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .expect("response")
+}
+
+fn labels_match(object: &Value, selector: &str) -> bool {
+    let labels = object["metadata"]["labels"].as_object();
+    let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
+    selector.split(',').filter(|s| !s.is_empty()).all(|requirement| {
+        if let Some((key, value)) = requirement.split_once("!=") {
+            label(key.trim()) != Some(value.trim())
+        } else if let Some((key, value)) = requirement.split_once("==").or_else(|| requirement.split_once('=')) {
+            label(key.trim()) == Some(value.trim())
+        } else if let Some(key) = requirement.strip_prefix('!') {
+            label(key.trim()).is_none()
+        } else {
+            label(requirement.trim()).is_some()
+        }
+    })
+}
+
+/// Reduces an object to `PartialObjectMetadata`, as the API server does for metadata-only requests.
+fn as_metadata(object: &Value, metadata_only: bool) -> Value {
+    if metadata_only {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": object["metadata"]})
+    } else {
+        object.clone()
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Stores `object` under `key`, bumping the resource version and recording a watch event.
+fn commit(store: &mut Store, events: &broadcast::Sender<WatchRecord>, collection: &Collection, key: (String, String), mut object: Value, event_type: &'static str) -> Value {
+    store.resource_version += 1;
+    object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
+    let objects = store.objects.entry(collection.clone()).or_default();
+    if event_type == "DELETED" {
+        objects.remove(&key);
+    } else {
+        objects.insert(key, object.clone());
+    }
+    let record = WatchRecord { resource_version: store.resource_version, collection: collection.clone(), event_type, object: object.clone() };
+    store.history.push(record.clone());
+    let _ = events.send(record);
+    object
+}
+
+fn create(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &Target, mut object: Value) -> Result<Value, Response<Body>> {
+    let namespace = target.namespace.clone().unwrap_or_default();
+    let name = match object["metadata"]["name"].as_str() {
+        Some(name) => name.to_string(),
+        None => match object["metadata"]["generateName"].as_str() {
+            Some(prefix) => format!("{prefix}{:05}", store.uid + 1),
+            None => return Err(status_error(422, "Invalid", "metadata.name: Required value")),
+        },
+    };
+    let key = (namespace.clone(), name.clone());
+    if store.objects.get(&target.collection).is_some_and(|m| m.contains_key(&key)) {
+        return Err(status_error(409, "AlreadyExists", &format!("{} {name:?} already exists", target.collection.resource)));
+    }
+    store.uid += 1;
+    let metadata = &mut object["metadata"];
+    metadata["name"] = json!(name);
+    if target.namespace.is_some() {
+        metadata["namespace"] = json!(namespace);
+    }
+    metadata["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", store.uid));
+    metadata["creationTimestamp"] = json!(now());
+    metadata["generation"] = json!(1);
+    Ok(commit(store, events, &target.collection, key, object, "ADDED"))
+}
+
+/// Writes `next` over `current`: server-owned metadata is kept, `status` changes only through the
+/// status subresource, unchanged objects are not rewritten, and an object being deleted goes away
+/// once its last finalizer is removed.
+fn update(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &Target, current: Value, mut next: Value) -> Value {
+    let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+    if target.subresource.as_deref() == Some("status") {
+        let status = next.get("status").cloned();
+        next = current.clone();
+        match status {
+            Some(status) => next["status"] = status,
+            None => {
+                next.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    } else {
+        match current.get("status") {
+            Some(status) => next["status"] = status.clone(),
+            None => {
+                next.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    }
+    for field in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "resourceVersion"] {
+        match current["metadata"].get(field) {
+            Some(value) => next["metadata"][field] = value.clone(),
+            None => {
+                next["metadata"].as_object_mut().map(|m| m.remove(field));
+            }
+        }
+    }
+    if next == current {
+        return current;
+    }
+    let spec_changed = {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("metadata");
+                o.remove("status");
+            }
+            v
+        };
+        strip(&next) != strip(&current)
+    };
+    if spec_changed {
+        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        next["metadata"]["generation"] = json!(generation + 1);
+    }
+    let deleting = next["metadata"].get("deletionTimestamp").is_some();
+    let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    if deleting && !finalizers_left {
+        return commit(store, events, &target.collection, key, next, "DELETED");
+    }
+    commit(store, events, &target.collection, key, next, "MODIFIED")
+}
+
+fn delete(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &Target, current: Value) -> Value {
+    let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+    let finalizers_left = current["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    if finalizers_left {
+        if current["metadata"].get("deletionTimestamp").is_some() {
+            return current;
+        }
+        let mut next = current;
+        next["metadata"]["deletionTimestamp"] = json!(now());
+        return commit(store, events, &target.collection, key, next, "MODIFIED");
+    }
+    let deleted = commit(store, events, &target.collection, key.clone(), current, "DELETED");
+    if target.collection.group_version == "api/v1" && target.collection.resource == "namespaces" {
+        // Stand-in for the namespace controller: everything in the namespace goes with it.
+        let inside: Vec<(Collection, (String, String), Value)> = store
+            .objects
+            .iter()
+            .flat_map(|(c, objects)| objects.iter().filter(|((ns, _), _)| *ns == key.1).map(|(k, v)| (c.clone(), k.clone(), v.clone())))
+            .collect();
+        for (collection, key, object) in inside {
+            commit(store, events, &collection, key, object, "DELETED");
+        }
+    }
+    deleted
+}
+
+fn injected_failure(state: &State, method: &str, path: &str) -> Option<u16> {
+    let mut failures = state.failures.lock().unwrap();
+    let failure = failures.iter_mut().find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))?;
+    failure.remaining -= 1;
+    Some(failure.code)
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let query: BTreeMap<String, String> = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    state.requests.lock().unwrap().push(RequestRecord {
+        method: method.to_string(),
+        path: path.clone(),
+        query: request.uri().query().unwrap_or("").to_string(),
+        watch,
+    });
+    if let Some(code) = injected_failure(&state, method.as_str(), &path) {
+        let reason = if code == 409 { "Conflict" } else { "InternalError" };
+        return Ok(status_error(code, reason, "injected failure"));
+    }
+    let Some(target) = parse_path(&path) else {
+        return Ok(status_error(404, "NotFound", &format!("no route for {path}")));
+    };
+    let metadata_only = request
+        .headers()
+        .get("accept")
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+    let content_type = request.headers().get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("").to_string();
+    let body = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(status_error(400, "BadRequest", "unreadable body")),
+    };
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+
+    if method == Method::GET && target.name.is_none() {
+        return Ok(if watch { watch_response(&state, &target, &query, &selector, metadata_only) } else { list_response(&state, &target, &selector, metadata_only) });
+    }
+    let mut store = state.store.lock().unwrap();
+    let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
+    let current = store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned();
+    let parsed = || serde_json::from_slice::<Value>(&body).map_err(|e| status_error(400, "BadRequest", &format!("body is not JSON: {e}")));
+    let not_found = || status_error(404, "NotFound", &format!("{} {:?} not found", target.collection.resource, key.1));
+    let response = match method {
+        Method::GET => match current {
+            Some(object) => respond(200, &as_metadata(&object, metadata_only)),
+            None => not_found(),
+        },
+        Method::POST => match parsed().and_then(|object| create(&mut store, &state.events, &target, object)) {
+            Ok(created) => respond(201, &created),
+            Err(error) => error,
+        },
+        Method::PUT => match (current, parsed()) {
+            (None, _) => not_found(),
+            (_, Err(error)) => error,
+            (Some(current), Ok(next)) => {
+                let stale = next["metadata"]["resourceVersion"].as_str().is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str());
+                if stale {
+                    status_error(409, "Conflict", "the object has been modified; please apply your changes to the latest version")
+                } else {
+                    respond(200, &update(&mut store, &state.events, &target, current, next))
+                }
+            }
+        },
+        Method::PATCH => match parsed() {
+            Err(error) => error,
+            Ok(patch) => patch_object(&mut store, &state, &target, current, patch, &content_type),
+        },
+        Method::DELETE => match current {
+            Some(current) => respond(200, &delete(&mut store, &state.events, &target, current)),
+            None => not_found(),
+        },
+        _ => status_error(405, "MethodNotAllowed", "method not allowed"),
+    };
+    Ok(response)
+}
+
+fn patch_object(store: &mut Store, state: &State, target: &Target, current: Option<Value>, patch: Value, content_type: &str) -> Response<Body> {
+    let apply = content_type.starts_with("application/apply-patch");
+    let Some(current) = current else {
+        if apply && target.subresource.is_none() {
+            return match create(store, &state.events, target, patch) {
+                Ok(created) => respond(201, &created),
+                Err(error) => error,
+            };
+        }
+        return status_error(404, "NotFound", &format!("{} not found", target.collection.resource));
+    };
+    let mut next = current.clone();
+    if content_type.starts_with("application/json-patch") {
+        let operations: json_patch::Patch = match serde_json::from_value(patch) {
+            Ok(operations) => operations,
+            Err(e) => return status_error(400, "BadRequest", &format!("invalid JSON patch: {e}")),
+        };
+        if let Err(e) = json_patch::patch(&mut next, &operations) {
+            return status_error(422, "Invalid", &format!("JSON patch failed: {e}"));
+        }
+    } else {
+        // Server-side apply, JSON merge and strategic merge: a JSON merge (see module docs).
+        json_patch::merge(&mut next, &patch);
+    }
+    respond(200, &update(store, &state.events, target, current, next))
+}
+
+fn in_scope(target: &Target, object: &Value, selector: &str) -> bool {
+    let namespace_ok = target.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns));
+    namespace_ok && labels_match(object, selector)
+}
+
+fn list_response(state: &State, target: &Target, selector: &str, metadata_only: bool) -> Response<Body> {
+    let store = state.store.lock().unwrap();
+    let items: Vec<Value> = store
+        .objects
+        .get(&target.collection)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|o| in_scope(target, o, selector))
+        .map(|o| as_metadata(o, metadata_only))
+        .collect();
+    let kind = if metadata_only { "PartialObjectMetadataList" } else { "List" };
+    let api_version = if metadata_only { "meta.k8s.io/v1" } else { "v1" };
+    respond(200, &json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": store.resource_version.to_string()},
+        "items": items,
+    }))
+}
+
+fn watch_response(state: &State, target: &Target, query: &BTreeMap<String, String>, selector: &str, metadata_only: bool) -> Response<Body> {
+    let since: u64 = query.get("resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
+    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(300u64);
+    // Snapshot the history and subscribe under one lock, so no event falls between them.
+    let (backlog, receiver) = {
+        let store = state.store.lock().unwrap();
+        let backlog: Vec<WatchRecord> = if since == 0 {
+            // No version: synthetic ADDED events for the current objects, then changes.
+            store.objects.get(&target.collection).into_iter().flat_map(|m| m.values()).map(|o| WatchRecord {
+                resource_version: store.resource_version,
+                collection: target.collection.clone(),
+                event_type: "ADDED",
+                object: o.clone(),
+            }).collect()
+        } else {
+            store.history.iter().filter(|r| r.resource_version > since && r.collection == target.collection).cloned().collect()
+        };
+        (backlog, state.events.subscribe())
+    };
+    let target = target.clone();
+    let selector = selector.to_string();
+    let matches = move |record: &WatchRecord| record.collection == target.collection && in_scope(&target, &record.object, &selector);
+    let encode = move |record: WatchRecord| {
+        let line = json!({"type": record.event_type, "object": as_metadata(&record.object, metadata_only)}).to_string() + "\n";
+        Ok::<_, Infallible>(Frame::data(Bytes::from(line)))
+    };
+    let matches_live = matches.clone();
+    let backlog = futures::stream::iter(backlog.into_iter().filter(move |r| matches(r)));
+    let live = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(record) => return Some((record, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |r| futures::future::ready(matches_live(r)));
+    let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+    let stream = backlog.chain(live).take_until(deadline).map(encode);
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .expect("response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse() {
+        let t = parse_path("/api/v1/namespaces/acme").unwrap();
+        assert_eq!((t.collection.resource.as_str(), t.namespace, t.name.as_deref()), ("namespaces", None, Some("acme")));
+        let t = parse_path("/api/v1/namespaces/acme/resourcequotas/q").unwrap();
+        assert_eq!((t.collection.resource.as_str(), t.namespace.as_deref(), t.name.as_deref()), ("resourcequotas", Some("acme"), Some("q")));
+        let t = parse_path("/apis/scs.dev/v1alpha1/tenants/acme/status").unwrap();
+        assert_eq!((t.collection.group_version.as_str(), t.subresource.as_deref()), ("apis/scs.dev/v1alpha1", Some("status")));
+        let t = parse_path("/api/v1/namespaces/acme/status").unwrap();
+        assert_eq!((t.namespace, t.name.as_deref(), t.subresource.as_deref()), (None, Some("acme"), Some("status")));
+    }
+
+    #[test]
+    fn label_selectors() {
+        let object = json!({"metadata": {"labels": {"a": "1", "b": "2"}}});
+        assert!(labels_match(&object, "a=1,b=2"));
+        assert!(labels_match(&object, "a==1,!c,b"));
+        assert!(!labels_match(&object, "a=2"));
+        assert!(!labels_match(&object, "b!=2"));
+        assert!(labels_match(&object, ""));
+    }
+}
