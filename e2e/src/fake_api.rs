@@ -123,12 +123,8 @@ impl FakeApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         let (events, _) = broadcast::channel(65_536);
-        let state = Arc::new(State {
-            store: Mutex::default(),
-            events,
-            requests: Mutex::default(),
-            failures: Mutex::default(),
-        });
+        let state =
+            Arc::new(State { store: Mutex::default(), events, requests: Mutex::default(), failures: Mutex::default() });
         let serving = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -136,7 +132,9 @@ impl FakeApiServer {
                 let state = serving.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| handle(state.clone(), request));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -203,12 +201,25 @@ impl FakeApiServer {
         create(&mut store, &self.state.events, &target, object).expect("insert");
     }
 
+    /// Sets an annotation on a stored object without logging a request: a change that wakes
+    /// watchers but asks nothing of the operator.
+    pub fn touch(&self, path: &str, annotation: &str, value: &str) {
+        let target = parse_path(path).expect("object path");
+        let mut store = self.state.store.lock().unwrap();
+        let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().expect("name"));
+        let mut object =
+            store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned().expect("object exists");
+        object["metadata"]["annotations"][annotation] = json!(value);
+        commit(&mut store, &self.state.events, &target.collection, key, object, "MODIFIED");
+    }
+
     /// Sets `status` of a stored object, as a controller of another kind would.
     pub fn set_status(&self, path: &str, status: Value) {
         let target = parse_path(path).expect("object path");
         let mut store = self.state.store.lock().unwrap();
         let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().expect("name"));
-        let mut object = store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned().expect("object exists");
+        let mut object =
+            store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned().expect("object exists");
         object["status"] = status;
         commit(&mut store, &self.state.events, &target.collection, key, object, "MODIFIED");
     }
@@ -221,7 +232,8 @@ fn parse_path(path: &str) -> Option<Target> {
         ["apis", group, version, rest @ ..] => (format!("apis/{group}/{version}"), rest),
         _ => return None,
     };
-    let namespaced = rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && ["status", "finalize"].contains(&rest[2]));
+    let namespaced =
+        rest.len() >= 3 && rest[0] == "namespaces" && !(rest.len() == 3 && ["status", "finalize"].contains(&rest[2]));
     let (namespace, rest) = if namespaced { (Some(rest[1].to_string()), &rest[2..]) } else { (None, rest) };
     let resource = rest.first()?.to_string();
     Some(Target {
@@ -230,6 +242,24 @@ fn parse_path(path: &str) -> Option<Target> {
         name: rest.get(1).map(|s| s.to_string()),
         subresource: rest.get(2).map(|s| s.to_string()),
     })
+}
+
+/// An API error before it becomes a `Status` response.
+#[derive(Debug)]
+struct ApiError {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self { code, reason, message: message.into() }
+    }
+
+    fn response(&self) -> Response<Body> {
+        status_error(self.code, self.reason, &self.message)
+    }
 }
 
 fn status_error(code: u16, reason: &str, message: &str) -> Response<Body> {
@@ -278,7 +308,14 @@ fn now() -> String {
 }
 
 /// Stores `object` under `key`, bumping the resource version and recording a watch event.
-fn commit(store: &mut Store, events: &broadcast::Sender<WatchRecord>, collection: &Collection, key: (String, String), mut object: Value, event_type: &'static str) -> Value {
+fn commit(
+    store: &mut Store,
+    events: &broadcast::Sender<WatchRecord>,
+    collection: &Collection,
+    key: (String, String),
+    mut object: Value,
+    event_type: &'static str,
+) -> Value {
     store.resource_version += 1;
     object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
     let objects = store.objects.entry(collection.clone()).or_default();
@@ -287,24 +324,38 @@ fn commit(store: &mut Store, events: &broadcast::Sender<WatchRecord>, collection
     } else {
         objects.insert(key, object.clone());
     }
-    let record = WatchRecord { resource_version: store.resource_version, collection: collection.clone(), event_type, object: object.clone() };
+    let record = WatchRecord {
+        resource_version: store.resource_version,
+        collection: collection.clone(),
+        event_type,
+        object: object.clone(),
+    };
     store.history.push(record.clone());
     let _ = events.send(record);
     object
 }
 
-fn create(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &Target, mut object: Value) -> Result<Value, Response<Body>> {
+fn create(
+    store: &mut Store,
+    events: &broadcast::Sender<WatchRecord>,
+    target: &Target,
+    mut object: Value,
+) -> Result<Value, ApiError> {
     let namespace = target.namespace.clone().unwrap_or_default();
     let name = match object["metadata"]["name"].as_str() {
         Some(name) => name.to_string(),
         None => match object["metadata"]["generateName"].as_str() {
             Some(prefix) => format!("{prefix}{:05}", store.uid + 1),
-            None => return Err(status_error(422, "Invalid", "metadata.name: Required value")),
+            None => return Err(ApiError::new(422, "Invalid", "metadata.name: Required value")),
         },
     };
     let key = (namespace.clone(), name.clone());
     if store.objects.get(&target.collection).is_some_and(|m| m.contains_key(&key)) {
-        return Err(status_error(409, "AlreadyExists", &format!("{} {name:?} already exists", target.collection.resource)));
+        return Err(ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", target.collection.resource),
+        ));
     }
     store.uid += 1;
     let metadata = &mut object["metadata"];
@@ -321,7 +372,13 @@ fn create(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &T
 /// Writes `next` over `current`: server-owned metadata is kept, `status` changes only through the
 /// status subresource, unchanged objects are not rewritten, and an object being deleted goes away
 /// once its last finalizer is removed.
-fn update(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &Target, current: Value, mut next: Value) -> Value {
+fn update(
+    store: &mut Store,
+    events: &broadcast::Sender<WatchRecord>,
+    target: &Target,
+    current: Value,
+    mut next: Value,
+) -> Value {
     let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
     if target.subresource.as_deref() == Some("status") {
         let status = next.get("status").cloned();
@@ -391,7 +448,9 @@ fn delete(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &T
         let inside: Vec<(Collection, (String, String), Value)> = store
             .objects
             .iter()
-            .flat_map(|(c, objects)| objects.iter().filter(|((ns, _), _)| *ns == key.1).map(|(k, v)| (c.clone(), k.clone(), v.clone())))
+            .flat_map(|(c, objects)| {
+                objects.iter().filter(|((ns, _), _)| *ns == key.1).map(|(k, v)| (c.clone(), k.clone(), v.clone()))
+            })
             .collect();
         for (collection, key, object) in inside {
             commit(store, events, &collection, key, object, "DELETED");
@@ -402,7 +461,8 @@ fn delete(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &T
 
 fn injected_failure(state: &State, method: &str, path: &str) -> Option<u16> {
     let mut failures = state.failures.lock().unwrap();
-    let failure = failures.iter_mut().find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))?;
+    let failure =
+        failures.iter_mut().find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))?;
     failure.remaining -= 1;
     Some(failure.code)
 }
@@ -410,7 +470,8 @@ fn injected_failure(state: &State, method: &str, path: &str) -> Option<u16> {
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let query: BTreeMap<String, String> = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+    let query: BTreeMap<String, String> =
+        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
     let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     state.requests.lock().unwrap().push(RequestRecord {
         method: method.to_string(),
@@ -438,12 +499,19 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     let selector = query.get("labelSelector").cloned().unwrap_or_default();
 
     if method == Method::GET && target.name.is_none() {
-        return Ok(if watch { watch_response(&state, &target, &query, &selector, metadata_only) } else { list_response(&state, &target, &selector, metadata_only) });
+        return Ok(if watch {
+            watch_response(&state, &target, &query, &selector, metadata_only)
+        } else {
+            list_response(&state, &target, &selector, metadata_only)
+        });
     }
     let mut store = state.store.lock().unwrap();
     let key = (target.namespace.clone().unwrap_or_default(), target.name.clone().unwrap_or_default());
     let current = store.objects.get(&target.collection).and_then(|m| m.get(&key)).cloned();
-    let parsed = || serde_json::from_slice::<Value>(&body).map_err(|e| status_error(400, "BadRequest", &format!("body is not JSON: {e}")));
+    let parsed = || {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| ApiError::new(400, "BadRequest", format!("body is not JSON: {e}")))
+    };
     let not_found = || status_error(404, "NotFound", &format!("{} {:?} not found", target.collection.resource, key.1));
     let response = match method {
         Method::GET => match current {
@@ -452,22 +520,28 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         },
         Method::POST => match parsed().and_then(|object| create(&mut store, &state.events, &target, object)) {
             Ok(created) => respond(201, &created),
-            Err(error) => error,
+            Err(error) => error.response(),
         },
         Method::PUT => match (current, parsed()) {
             (None, _) => not_found(),
-            (_, Err(error)) => error,
+            (_, Err(error)) => error.response(),
             (Some(current), Ok(next)) => {
-                let stale = next["metadata"]["resourceVersion"].as_str().is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str());
+                let stale = next["metadata"]["resourceVersion"]
+                    .as_str()
+                    .is_some_and(|rv| Some(rv) != current["metadata"]["resourceVersion"].as_str());
                 if stale {
-                    status_error(409, "Conflict", "the object has been modified; please apply your changes to the latest version")
+                    status_error(
+                        409,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version",
+                    )
                 } else {
                     respond(200, &update(&mut store, &state.events, &target, current, next))
                 }
             }
         },
         Method::PATCH => match parsed() {
-            Err(error) => error,
+            Err(error) => error.response(),
             Ok(patch) => patch_object(&mut store, &state, &target, current, patch, &content_type),
         },
         Method::DELETE => match current {
@@ -479,13 +553,20 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     Ok(response)
 }
 
-fn patch_object(store: &mut Store, state: &State, target: &Target, current: Option<Value>, patch: Value, content_type: &str) -> Response<Body> {
+fn patch_object(
+    store: &mut Store,
+    state: &State,
+    target: &Target,
+    current: Option<Value>,
+    patch: Value,
+    content_type: &str,
+) -> Response<Body> {
     let apply = content_type.starts_with("application/apply-patch");
     let Some(current) = current else {
         if apply && target.subresource.is_none() {
             return match create(store, &state.events, target, patch) {
                 Ok(created) => respond(201, &created),
-                Err(error) => error,
+                Err(error) => error.response(),
             };
         }
         return status_error(404, "NotFound", &format!("{} not found", target.collection.resource));
@@ -496,6 +577,20 @@ fn patch_object(store: &mut Store, state: &State, target: &Target, current: Opti
             Ok(operations) => operations,
             Err(e) => return status_error(400, "BadRequest", &format!("invalid JSON patch: {e}")),
         };
+        // Like the API server, `test` of a missing path against null succeeds.
+        let mut kept = Vec::new();
+        for operation in operations.0 {
+            if let json_patch::PatchOperation::Test(test) = &operation
+                && test.value.is_null()
+            {
+                if next.pointer(test.path.as_str()).is_some_and(|v| !v.is_null()) {
+                    return status_error(422, "Invalid", &format!("test failed at {}", test.path));
+                }
+                continue;
+            }
+            kept.push(operation);
+        }
+        let operations = json_patch::Patch(kept);
         if let Err(e) = json_patch::patch(&mut next, &operations) {
             return status_error(422, "Invalid", &format!("JSON patch failed: {e}"));
         }
@@ -507,7 +602,8 @@ fn patch_object(store: &mut Store, state: &State, target: &Target, current: Opti
 }
 
 fn in_scope(target: &Target, object: &Value, selector: &str) -> bool {
-    let namespace_ok = target.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns));
+    let namespace_ok =
+        target.namespace.as_deref().is_none_or(|ns| object["metadata"]["namespace"].as_str() == Some(ns));
     namespace_ok && labels_match(object, selector)
 }
 
@@ -523,15 +619,24 @@ fn list_response(state: &State, target: &Target, selector: &str, metadata_only: 
         .collect();
     let kind = if metadata_only { "PartialObjectMetadataList" } else { "List" };
     let api_version = if metadata_only { "meta.k8s.io/v1" } else { "v1" };
-    respond(200, &json!({
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": {"resourceVersion": store.resource_version.to_string()},
-        "items": items,
-    }))
+    respond(
+        200,
+        &json!({
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"resourceVersion": store.resource_version.to_string()},
+            "items": items,
+        }),
+    )
 }
 
-fn watch_response(state: &State, target: &Target, query: &BTreeMap<String, String>, selector: &str, metadata_only: bool) -> Response<Body> {
+fn watch_response(
+    state: &State,
+    target: &Target,
+    query: &BTreeMap<String, String>,
+    selector: &str,
+    metadata_only: bool,
+) -> Response<Body> {
     let since: u64 = query.get("resourceVersion").and_then(|rv| rv.parse().ok()).unwrap_or(0);
     let timeout = query.get("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(300u64);
     // Snapshot the history and subscribe under one lock, so no event falls between them.
@@ -539,22 +644,36 @@ fn watch_response(state: &State, target: &Target, query: &BTreeMap<String, Strin
         let store = state.store.lock().unwrap();
         let backlog: Vec<WatchRecord> = if since == 0 {
             // No version: synthetic ADDED events for the current objects, then changes.
-            store.objects.get(&target.collection).into_iter().flat_map(|m| m.values()).map(|o| WatchRecord {
-                resource_version: store.resource_version,
-                collection: target.collection.clone(),
-                event_type: "ADDED",
-                object: o.clone(),
-            }).collect()
+            store
+                .objects
+                .get(&target.collection)
+                .into_iter()
+                .flat_map(|m| m.values())
+                .map(|o| WatchRecord {
+                    resource_version: store.resource_version,
+                    collection: target.collection.clone(),
+                    event_type: "ADDED",
+                    object: o.clone(),
+                })
+                .collect()
         } else {
-            store.history.iter().filter(|r| r.resource_version > since && r.collection == target.collection).cloned().collect()
+            store
+                .history
+                .iter()
+                .filter(|r| r.resource_version > since && r.collection == target.collection)
+                .cloned()
+                .collect()
         };
         (backlog, state.events.subscribe())
     };
     let target = target.clone();
     let selector = selector.to_string();
-    let matches = move |record: &WatchRecord| record.collection == target.collection && in_scope(&target, &record.object, &selector);
+    let matches = move |record: &WatchRecord| {
+        record.collection == target.collection && in_scope(&target, &record.object, &selector)
+    };
     let encode = move |record: WatchRecord| {
-        let line = json!({"type": record.event_type, "object": as_metadata(&record.object, metadata_only)}).to_string() + "\n";
+        let line =
+            json!({"type": record.event_type, "object": as_metadata(&record.object, metadata_only)}).to_string() + "\n";
         Ok::<_, Infallible>(Frame::data(Bytes::from(line)))
     };
     let matches_live = matches.clone();
@@ -585,11 +704,20 @@ mod tests {
     #[test]
     fn paths_parse() {
         let t = parse_path("/api/v1/namespaces/acme").unwrap();
-        assert_eq!((t.collection.resource.as_str(), t.namespace, t.name.as_deref()), ("namespaces", None, Some("acme")));
+        assert_eq!(
+            (t.collection.resource.as_str(), t.namespace, t.name.as_deref()),
+            ("namespaces", None, Some("acme"))
+        );
         let t = parse_path("/api/v1/namespaces/acme/resourcequotas/q").unwrap();
-        assert_eq!((t.collection.resource.as_str(), t.namespace.as_deref(), t.name.as_deref()), ("resourcequotas", Some("acme"), Some("q")));
+        assert_eq!(
+            (t.collection.resource.as_str(), t.namespace.as_deref(), t.name.as_deref()),
+            ("resourcequotas", Some("acme"), Some("q"))
+        );
         let t = parse_path("/apis/scs.dev/v1alpha1/tenants/acme/status").unwrap();
-        assert_eq!((t.collection.group_version.as_str(), t.subresource.as_deref()), ("apis/scs.dev/v1alpha1", Some("status")));
+        assert_eq!(
+            (t.collection.group_version.as_str(), t.subresource.as_deref()),
+            ("apis/scs.dev/v1alpha1", Some("status"))
+        );
         let t = parse_path("/api/v1/namespaces/acme/status").unwrap();
         assert_eq!((t.namespace, t.name.as_deref(), t.subresource.as_deref()), (None, Some("acme"), Some("status")));
     }

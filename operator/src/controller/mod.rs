@@ -61,19 +61,25 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
     let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
-    let tenant_events = reflector::reflector(tenant_writer, watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
-    let (network_store, network_writer) = reflector::store::<SdnNetwork>();
-    let network_events =
-        reflector::reflector(network_writer, watcher(Api::<SdnNetwork>::all(client.clone()), watcher::Config::default()))
+    let tenant_events =
+        reflector::reflector(tenant_writer, watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()))
             .default_backoff()
             .touched_objects();
+    let (network_store, network_writer) = reflector::store::<SdnNetwork>();
+    let network_events = reflector::reflector(
+        network_writer,
+        watcher(Api::<SdnNetwork>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
     let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
 
     // Children of a tenant carry its name in a label.
     let to_tenant = |meta: &kube::core::ObjectMeta| {
-        meta.labels.as_ref().and_then(|l| l.get(labels::TENANT)).map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::TENANT))
+            .map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
     };
     let mut tenant_controller = Controller::new(tenants_api, watcher::Config::default());
     for kind in managed::managed_kinds().into_iter().filter(|k| k.per_tenant) {
@@ -101,36 +107,30 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
     let workloads = watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .touched_objects();
-    tenant_controller = tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
-        let namespace = workload.namespace().unwrap_or_default();
-        stores
-            .state()
-            .into_iter()
-            .find(|t| t.namespace_names().contains(&namespace))
-            .map(|t| ObjectRef::new(&t.name_any()))
-    });
-
-    let network_controller = Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
-        .watches_stream(tenant_events, |tenant: Tenant| {
-            tenant.spec.networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
+    tenant_controller =
+        tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
+            let namespace = workload.namespace().unwrap_or_default();
+            stores
+                .state()
+                .into_iter()
+                .find(|t| t.namespace_names().contains(&namespace))
+                .map(|t| ObjectRef::new(&t.name_any()))
         });
+
+    let network_controller =
+        Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
+            .watches_stream(tenant_events, |tenant: Tenant| {
+                tenant.spec.networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
+            });
 
     let shutdown = futures::FutureExt::shared(shutdown);
     let tenants = tenant_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(
-            |tenant, ctx| tenant::reconcile(tenant, ctx),
-            |tenant, error, ctx| error_policy(tenant, error, ctx),
-            ctx.clone(),
-        )
+        .run(tenant::reconcile, error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "Tenant"));
     let networks = network_controller
         .graceful_shutdown_on(shutdown)
-        .run(
-            |network, ctx| sdn_network::reconcile(network, ctx),
-            |network, error, ctx| error_policy(network, error, ctx),
-            ctx.clone(),
-        )
+        .run(sdn_network::reconcile, error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
     info!("controllers started");
     future::join(tenants, networks).await;

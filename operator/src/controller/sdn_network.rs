@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{ResourceExt};
 use serde_json::json;
 use tracing::warn;
 
@@ -35,7 +35,13 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
 
     let problems = rules::check_network(&network.spec);
     let ready = if problems.is_empty() {
-        condition("Ready", true, "Ready", format!("attachable in {} namespace(s) of {} tenant(s)", namespaces.len(), tenants.len()), generation)
+        condition(
+            "Ready",
+            true,
+            "Ready",
+            format!("attachable in {} namespace(s) of {} tenant(s)", namespaces.len(), tenants.len()),
+            generation,
+        )
     } else {
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         condition("Ready", false, "InvalidSpec", message, generation)

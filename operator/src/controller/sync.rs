@@ -85,9 +85,12 @@ pub async fn sync_children(
     }
     // Create and update in kind order (namespaces first) ...
     for (kind, live) in kinds.iter().zip(&live_by_kind) {
-        for child in desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind) {
+        for child in
+            desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind)
+        {
             let current = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
-            let unchanged = current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), &child.object));
+            let unchanged =
+                current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), &child.object));
             if unchanged {
                 debug!(kind = %child.kind, name = %child.name, "unchanged");
             } else {

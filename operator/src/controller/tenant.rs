@@ -108,7 +108,9 @@ fn desired_children(tenant: &Tenant, ctx: &Context, usable: &[String]) -> Vec<Ch
     let catalog = ctx.catalog();
     let in_usable = |child: &Child| child.namespace.as_ref().is_none_or(|ns| usable.contains(ns));
     let mut children: Vec<Child> = Vec::new();
-    children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource).filter(|c| usable.contains(&c.name)));
+    children.extend(
+        namespace::namespaces(tenant, config).iter().map(Child::from_resource).filter(|c| usable.contains(&c.name)),
+    );
     children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
     children.extend(builders::limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
     children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
@@ -131,7 +133,12 @@ async fn holds_data(client: &Client, namespace: &str) -> Result<Vec<String>> {
         .map(|w| format!("SecureWorkload {namespace}/{}", w.name_any()))
         .collect();
     held.extend(
-        claims.list_metadata(&ListParams::default()).await?.items.iter().map(|c| format!("PersistentVolumeClaim {namespace}/{}", c.name_any())),
+        claims
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .map(|c| format!("PersistentVolumeClaim {namespace}/{}", c.name_any())),
     );
     Ok(held)
 }
@@ -185,7 +192,11 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     let report = sync::sync_children(&ctx.client, &selector(tenant), &desired, |object: &DynamicObject| {
         // Keep a released namespace with data, and everything of ours inside it.
-        let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") { object.name_any() } else { object.namespace().unwrap_or_default() };
+        let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") {
+            object.name_any()
+        } else {
+            object.namespace().unwrap_or_default()
+        };
         held.contains_key(&namespace)
     })
     .await?;
@@ -201,14 +212,20 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let new_conflicts: Vec<&TenantNamespaceStatus> =
         status.namespaces.iter().filter(|n| n.state == "Conflict" && !conflicts_before.contains(&n.name)).collect();
     for conflict in &new_conflicts {
-        let message = format!("namespace {} {}; nothing in it is touched", conflict.name, conflict.message.clone().unwrap_or_default());
+        let message = format!(
+            "namespace {} {}; nothing in it is touched",
+            conflict.name,
+            conflict.message.clone().unwrap_or_default()
+        );
         ctx.event(tenant, true, "NamespaceConflict", message).await;
     }
-    let ready_message = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
+    let ready_message =
+        status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
     write_status(tenant, ctx, &previous, status).await?;
     if ready_now && !ready_before {
         ctx.event(tenant, false, "Ready", "all namespaces, quota, roles and networks are in place".into()).await;
-    } else if !ready_now && ready_before
+    } else if !ready_now
+        && ready_before
         && let Some((reason, message)) = ready_message
     {
         ctx.event(tenant, true, &reason, message).await;
@@ -250,7 +267,8 @@ fn compute_status(
     };
     if !held.is_empty() {
         let kept: Vec<String> = held.iter().map(|(ns, data)| format!("{ns} ({})", data.join(", "))).collect();
-        namespaces_message.push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
+        namespaces_message
+            .push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
     }
     let missing = cross::missing_networks(tenant, &ctx.catalog());
     let networks_message = if missing.is_empty() {
@@ -260,16 +278,30 @@ fn compute_status(
     };
     let has_conflict = namespaces.iter().any(|n| n.state == "Conflict");
     let mut next = vec![
-        condition("NamespacesReady", !has_conflict, if has_conflict { "NamespaceConflict" } else { "Ready" }, namespaces_message, generation),
+        condition(
+            "NamespacesReady",
+            !has_conflict,
+            if has_conflict { "NamespaceConflict" } else { "Ready" },
+            namespaces_message,
+            generation,
+        ),
         condition("QuotaReady", true, "Applied", "ResourceQuotas and LimitRanges applied", generation),
         condition("RbacReady", true, "Applied", format!("{} member(s) bound", tenant.spec.members.len()), generation),
-        condition("NetworksReady", missing.is_empty(), if missing.is_empty() { "Ready" } else { "NetworkNotFound" }, networks_message, generation),
+        condition(
+            "NetworksReady",
+            missing.is_empty(),
+            if missing.is_empty() { "Ready" } else { "NetworkNotFound" },
+            networks_message,
+            generation,
+        ),
     ];
     let failing = next.iter().find(|c| c.status != "True").map(|c| (c.reason.clone(), c.message.clone()));
     next.insert(
         0,
         match failing {
-            None => condition("Ready", true, "Ready", "all namespaces, quota, roles and networks are in place", generation),
+            None => {
+                condition("Ready", true, "Ready", "all namespaces, quota, roles and networks are in place", generation)
+            }
             Some((reason, message)) => condition("Ready", false, &reason, message, generation),
         },
     );
@@ -318,8 +350,13 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let forced = tenant.annotations().get(FORCE_DELETE).is_some_and(|v| v == "true");
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let ours: Vec<String> =
-        api.list_metadata(&ListParams::default().labels(&selector(tenant))).await?.items.iter().map(|n| n.name_any()).collect();
+    let ours: Vec<String> = api
+        .list_metadata(&ListParams::default().labels(&selector(tenant)))
+        .await?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
     let mut data = Vec::new();
     for namespace in &ours {
         data.extend(holds_data(&ctx.client, namespace).await?);
@@ -333,7 +370,8 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         let mut conditions: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
         conditions.push(condition("Ready", false, "DeletionBlocked", message.clone(), tenant.metadata.generation));
         let was_blocked = previous.conditions.iter().any(|c| c.reason == "DeletionBlocked");
-        let status = TenantStatus { conditions: conditions::merge(&previous.conditions, conditions), ..previous.clone() };
+        let status =
+            TenantStatus { conditions: conditions::merge(&previous.conditions, conditions), ..previous.clone() };
         write_status(tenant, ctx, &previous, status).await?;
         if !was_blocked {
             ctx.event(tenant, true, "DeletionBlocked", message.clone()).await;

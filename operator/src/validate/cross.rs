@@ -77,7 +77,9 @@ pub fn missing_networks(tenant: &Tenant, catalog: &Catalog) -> Vec<FieldError> {
         .iter()
         .enumerate()
         .filter(|(_, network)| catalog.network(network).is_none())
-        .map(|(index, network)| FieldError::new(format!("spec.networks[{index}]"), format!("no SdnNetwork named {network:?}")))
+        .map(|(index, network)| {
+            FieldError::new(format!("spec.networks[{index}]"), format!("no SdnNetwork named {network:?}"))
+        })
         .collect()
 }
 
