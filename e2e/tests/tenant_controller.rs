@@ -408,3 +408,18 @@ async fn children_we_did_not_create_are_never_touched() {
     assert!(harness.server.writes("/rolebindings/hand-made").is_empty());
     harness.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_tenant_does_not_stall_the_others() {
+    let harness = Harness::start().await;
+    // Stored behind the API server's back (a real one would have rejected it): wrong types.
+    harness.server.insert(
+        "/apis/scs.dev/v1alpha1/tenants",
+        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "broken"}, "spec": {"namespaces": "not-a-list"}}),
+    );
+    harness.create_network(office()).await;
+    harness.create_tenant(acme()).await;
+    eventually("acme Ready next to a malformed tenant", || async { harness.is_ready("acme") }).await;
+    assert!(harness.server.get("/api/v1/namespaces/broken").is_none(), "nothing is built from an unreadable object");
+    harness.stop().await;
+}

@@ -18,6 +18,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::Tenant;
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -63,20 +64,32 @@ impl Child {
     }
 }
 
-/// Everything the operator would create for a (valid) catalog, in render order.
-pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
-    let mut children = vec![
+/// Objects shared by all tenants: the Kata RuntimeClass and the cloud-admin binding.
+pub fn platform_children(config: &OperatorConfig) -> Vec<Child> {
+    vec![
         Child::from_resource(&runtime_class::runtime_class(config)),
         Child::from_resource(&rbac::cloud_admin_binding(config)),
-    ];
+    ]
+}
+
+/// Everything the operator creates for one tenant (networks are looked up in `catalog`).
+pub fn tenant_children(tenant: &Tenant, catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
+    let mut children = Vec::new();
+    children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource));
+    children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
+    children.extend(limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
+    children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
+    children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
+    children
+}
+
+/// Everything the operator would create for a (valid) catalog, in render order.
+pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
+    let mut children = platform_children(config);
     for tenant in &catalog.tenants {
-        children.extend(namespace::namespaces(tenant, config).iter().map(Child::from_resource));
-        children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
-        children.extend(limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
-        children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
-        children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
-        children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
-        children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
+        children.extend(tenant_children(tenant, catalog, config));
     }
     children.sort_by(Child::render_order);
     children

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use kube::Client;
+use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -24,14 +25,20 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
-    pub tenants: Store<Tenant>,
-    pub networks: Store<SdnNetwork>,
+    /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
+    pub tenants: Store<DeserializeGuard<Tenant>>,
+    pub networks: Store<DeserializeGuard<SdnNetwork>>,
     pub recorder: Recorder,
     pub backoff: Backoff,
 }
 
 impl Context {
-    pub fn new(client: Client, config: OperatorConfig, tenants: Store<Tenant>, networks: Store<SdnNetwork>) -> Self {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        tenants: Store<DeserializeGuard<Tenant>>,
+        networks: Store<DeserializeGuard<SdnNetwork>>,
+    ) -> Self {
         let reporter = Reporter { controller: "scs-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -45,13 +52,18 @@ impl Context {
 
     /// Tenants and networks as cached, tenants oldest first (the oldest claim on a namespace wins).
     pub fn catalog(&self) -> Catalog {
-        let mut tenants: Vec<Tenant> = self.tenants.state().iter().map(|t| (**t).clone()).collect();
+        let mut tenants = self.readable_tenants();
         tenants.sort_by(|a, b| {
             (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
                 .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
         });
-        let networks = self.networks.state().iter().map(|n| (**n).clone()).collect();
+        let networks = self.networks.state().iter().filter_map(|n| n.0.as_ref().ok().cloned()).collect();
         Catalog { tenants, networks, workloads: Vec::new() }
+    }
+
+    /// The cached Tenants that could be read.
+    pub fn readable_tenants(&self) -> Vec<Tenant> {
+        self.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
     }
 
     /// Publishes an Event about `object`; failing to record is logged, never fatal.

@@ -60,15 +60,17 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
     let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
-    let (tenant_store, tenant_writer) = reflector::store::<Tenant>();
-    let tenant_events =
-        reflector::reflector(tenant_writer, watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default()))
-            .default_backoff()
-            .touched_objects();
-    let (network_store, network_writer) = reflector::store::<SdnNetwork>();
+    let (tenant_store, tenant_writer) = reflector::store::<DeserializeGuard<Tenant>>();
+    let tenant_events = reflector::reflector(
+        tenant_writer,
+        watcher(Api::<DeserializeGuard<Tenant>>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (network_store, network_writer) = reflector::store::<DeserializeGuard<SdnNetwork>>();
     let network_events = reflector::reflector(
         network_writer,
-        watcher(Api::<SdnNetwork>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .touched_objects();
@@ -92,26 +94,27 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
         );
     }
     // A network change re-renders the attachment definitions of every tenant that lists it.
-    let stores = tenant_store.clone();
-    tenant_controller = tenant_controller.watches_stream(network_events, move |network: SdnNetwork| {
-        let name = network.name_any();
-        stores
-            .state()
-            .into_iter()
-            .filter(|t| t.spec.networks.contains(&name))
-            .map(|t| ObjectRef::new(&t.name_any()))
-            .collect::<Vec<_>>()
-    });
+    let mapper_ctx = ctx.clone();
+    tenant_controller =
+        tenant_controller.watches_stream(network_events, move |network: DeserializeGuard<SdnNetwork>| {
+            let name = network.name_any();
+            mapper_ctx
+                .readable_tenants()
+                .into_iter()
+                .filter(|t| t.spec.networks.contains(&name))
+                .map(|t| ObjectRef::new(&t.name_any()))
+                .collect::<Vec<_>>()
+        });
     // Workloads coming and going decide whether a deletion or namespace release may proceed.
-    let stores = tenant_store.clone();
+    let mapper_ctx = ctx.clone();
     let workloads = watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .touched_objects();
     tenant_controller =
         tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
             let namespace = workload.namespace().unwrap_or_default();
-            stores
-                .state()
+            mapper_ctx
+                .readable_tenants()
                 .into_iter()
                 .find(|t| t.namespace_names().contains(&namespace))
                 .map(|t| ObjectRef::new(&t.name_any()))
@@ -119,8 +122,9 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
 
     let network_controller =
         Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
-            .watches_stream(tenant_events, |tenant: Tenant| {
-                tenant.spec.networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
+            .watches_stream(tenant_events, |tenant: DeserializeGuard<Tenant>| {
+                let networks = tenant.0.map(|t| t.spec.networks).unwrap_or_default();
+                networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
             });
 
     let shutdown = futures::FutureExt::shared(shutdown);

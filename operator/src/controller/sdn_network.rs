@@ -27,7 +27,7 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
     };
     let name = network.name_any();
     let generation = network.metadata.generation;
-    let mut users: Vec<_> = ctx.tenants.state().into_iter().filter(|t| t.spec.networks.contains(&name)).collect();
+    let mut users: Vec<_> = ctx.readable_tenants().into_iter().filter(|t| t.spec.networks.contains(&name)).collect();
     users.sort_by_key(|t| t.name_any());
     let tenants: Vec<String> = users.iter().map(|t| t.name_any()).collect();
     let mut namespaces: Vec<String> = users.iter().flat_map(|t| t.namespace_names()).collect();

@@ -18,7 +18,7 @@ use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
 use super::sync;
 use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
-use crate::builders::{self, Child, labels, namespace, network_attachment, network_policy, quota, rbac, runtime_class};
+use crate::builders::{self, Child, labels, quota};
 use crate::quantity;
 use crate::validate::cross;
 
@@ -97,27 +97,20 @@ async fn namespace_states(tenant: &Tenant, ctx: &Context) -> Result<BTreeMap<Str
 
 /// The RuntimeClass and the cloud-admin binding: shared by all tenants, ensured by every reconcile.
 async fn ensure_platform(ctx: &Context) -> Result<()> {
-    sync::ensure(&ctx.client, &Child::from_resource(&runtime_class::runtime_class(&ctx.config))).await?;
-    sync::ensure(&ctx.client, &Child::from_resource(&rbac::cloud_admin_binding(&ctx.config))).await?;
+    for child in builders::platform_children(&ctx.config) {
+        sync::ensure(&ctx.client, &child).await?;
+    }
     Ok(())
 }
 
-/// Children of `tenant` in the namespaces it may use.
+/// Children of `tenant` in the namespaces it may use (never in a conflicting one).
 fn desired_children(tenant: &Tenant, ctx: &Context, usable: &[String]) -> Vec<Child> {
-    let config = &ctx.config;
-    let catalog = ctx.catalog();
-    let in_usable = |child: &Child| child.namespace.as_ref().is_none_or(|ns| usable.contains(ns));
-    let mut children: Vec<Child> = Vec::new();
-    children.extend(
-        namespace::namespaces(tenant, config).iter().map(Child::from_resource).filter(|c| usable.contains(&c.name)),
-    );
-    children.extend(quota::resource_quotas(tenant, config).iter().map(Child::from_resource));
-    children.extend(builders::limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
-    children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
-    children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
-    children.extend(network_attachment::network_attachments(tenant, &catalog).iter().map(Child::from_resource));
-    children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
-    children.retain(in_usable);
+    let mut children = builders::tenant_children(tenant, &ctx.catalog(), &ctx.config);
+    children.retain(|child| match (&child.namespace, child.kind.as_str()) {
+        (Some(namespace), _) => usable.contains(namespace),
+        (None, "Namespace") => usable.contains(&child.name),
+        (None, _) => true,
+    });
     children
 }
 
