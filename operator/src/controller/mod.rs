@@ -42,6 +42,20 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(object: Arc<K>, error: &Err
     Action::requeue(delay)
 }
 
+/// A cache of every `K` (unreadable objects kept as errors) and the stream of changes that feeds it.
+fn cached<K>(
+    client: Client,
+) -> (reflector::Store<DeserializeGuard<K>>, impl futures::Stream<Item = Result<DeserializeGuard<K>, watcher::Error>>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<DeserializeGuard<K>>();
+    let api = Api::<DeserializeGuard<K>>::all(client);
+    let events =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    (store, events)
+}
+
 /// Forgets an object's failures once it reconciles.
 async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     result: Result<(ObjectRef<K>, Action), E>,
@@ -60,20 +74,8 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
     let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
-    let (tenant_store, tenant_writer) = reflector::store::<DeserializeGuard<Tenant>>();
-    let tenant_events = reflector::reflector(
-        tenant_writer,
-        watcher(Api::<DeserializeGuard<Tenant>>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (network_store, network_writer) = reflector::store::<DeserializeGuard<SdnNetwork>>();
-    let network_events = reflector::reflector(
-        network_writer,
-        watcher(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .touched_objects();
+    let (tenant_store, tenant_events) = cached::<Tenant>(client.clone());
+    let (network_store, network_events) = cached::<SdnNetwork>(client.clone());
     let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
 
     // Children of a tenant carry its name in a label.
