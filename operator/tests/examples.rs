@@ -57,8 +57,23 @@ fn valid_examples_render() {
     let documents: Vec<serde_json::Value> =
         serde_yaml::Deserializer::from_str(&yaml).map(|d| serde_json::Value::deserialize(d).unwrap()).collect();
     let kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"RuntimeClass"));
+    for kind in
+        ["RuntimeClass", "ResourceQuota", "LimitRange", "RoleBinding", "NetworkPolicy", "NetworkAttachmentDefinition"]
+    {
+        assert!(kinds.contains(&kind), "{kind} missing");
+    }
     assert_eq!(kinds.iter().filter(|k| **k == "Namespace").count(), 2);
+    // One workload of each kind, every pod template in the Kata sandbox.
+    for kind in ["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"] {
+        let objects: Vec<_> = documents.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(objects.len(), 1, "{kind}");
+        let pod = if kind == "CronJob" {
+            &objects[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        } else {
+            &objects[0]["spec"]["template"]["spec"]
+        };
+        assert_eq!(pod["runtimeClassName"], "kata-qemu", "{kind}");
+    }
     for document in &documents {
         assert!(document["apiVersion"].is_string(), "{document}");
         assert!(document["metadata"]["name"].is_string(), "{document}");
@@ -217,4 +232,21 @@ fn cli_reports_a_bad_config_file_by_field() {
 fn missing_file_is_named() {
     let errors = render_files(&[PathBuf::from("no/such/file.yaml")], &OperatorConfig::default()).unwrap_err();
     assert_eq!(errors, ["no/such/file.yaml: no such file or directory"]);
+}
+
+/// The full render of the examples, checked in so that every change to what the operator creates
+/// shows up in review. Regenerate with `UPDATE_GOLDEN=1 cargo test -p scs-operator --test examples`.
+#[test]
+fn rendered_examples_match_the_golden_file() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/examples.yaml");
+    let rendered = render_files(&[examples()], &config()).unwrap();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &rendered).unwrap();
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert!(
+        rendered == expected,
+        "render output changed; review it and regenerate with UPDATE_GOLDEN=1 (first differing line: {:?})",
+        rendered.lines().zip(expected.lines()).find(|(a, b)| a != b)
+    );
 }

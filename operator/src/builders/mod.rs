@@ -11,6 +11,7 @@ pub mod network_policy;
 pub mod quota;
 pub mod rbac;
 pub mod runtime_class;
+pub mod workload;
 
 use std::cmp::Ordering;
 
@@ -90,6 +91,11 @@ pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child
     let mut children = platform_children(config);
     for tenant in &catalog.tenants {
         children.extend(tenant_children(tenant, catalog, config));
+    }
+    for workload in &catalog.workloads {
+        if let Some(tenant) = workload.metadata.namespace.as_deref().and_then(|ns| catalog.tenant_of_namespace(ns)) {
+            children.extend(workload::workload_children(workload, tenant, config));
+        }
     }
     children.sort_by(Child::render_order);
     children

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::FieldError;
-use crate::api::{SdnNetworkSpec, SecureWorkloadSpec};
+use crate::api::{SdnNetworkSpec, SecureWorkloadSpec, WorkloadKind};
 
 /// Rules for a SecureWorkload spec.
 pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
@@ -35,6 +35,19 @@ pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
                 ));
             }
         }
+    }
+    let restart = pod.restart_policy.as_deref();
+    let batch = matches!(spec.kind, WorkloadKind::Job | WorkloadKind::CronJob);
+    if batch && restart == Some("Always") {
+        errors.push(FieldError::new(
+            "spec.template.spec.restartPolicy",
+            "a Job's pods must use Never or OnFailure (OnFailure when unset)",
+        ));
+    } else if !batch && restart.is_some_and(|r| r != "Always") {
+        errors.push(FieldError::new(
+            "spec.template.spec.restartPolicy",
+            format!("a {}'s pods always restart: use Always or leave it unset", spec.kind.as_str()),
+        ));
     }
     let container_names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
     let mut require_container = |path: String, name: &Option<String>| {

@@ -1,0 +1,96 @@
+//! Children of a SecureWorkload: the workload object of its kind, and its Services, Ingress, HPA
+//! and PersistentVolumeClaims.
+//!
+//! Children carry `app.kubernetes.io/managed-by` and `scs.dev/workload` (never `scs.dev/tenant`:
+//! tenant cleanup must not mistake them for its own) and, when the workload has a UID, a
+//! controller owner reference so garbage collection removes them with it. Claims are owned only
+//! when `retainVolumes` is false: user data outlives its workload by default.
+
+mod expose;
+mod kinds;
+pub mod pod;
+mod volumes;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::{Resource, ResourceExt};
+
+use super::{Child, labels, namespace::runtime_class_of};
+use crate::api::{SecureWorkload, Tenant, WorkloadKind};
+use crate::config::OperatorConfig;
+
+pub use kinds::DEFAULT_REVISION_HISTORY;
+
+/// Name of a StatefulSet's headless Service.
+pub fn headless_service_name(workload: &str) -> String {
+    format!("{workload}-headless")
+}
+
+/// Labels that select the workload's pods. Selectors are immutable, so this never changes.
+pub fn selector_labels(workload: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(labels::WORKLOAD.to_string(), workload.to_string())])
+}
+
+/// Ownership labels of every child of a workload.
+pub fn child_labels(workload: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(workload);
+    labels.insert(labels::MANAGED_BY.into(), labels::OPERATOR.into());
+    labels
+}
+
+/// Everything the operator creates for `workload` of `tenant`.
+pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &OperatorConfig) -> Vec<Child> {
+    let name = workload.name_any();
+    let namespace = workload.namespace();
+    let owner = workload.controller_owner_ref(&());
+    let metadata = |child_name: String, owned: bool| ObjectMeta {
+        name: Some(child_name),
+        namespace: namespace.clone(),
+        labels: Some(child_labels(&name)),
+        owner_references: owner.clone().filter(|_| owned).map(|o| vec![o]),
+        ..Default::default()
+    };
+    let selector = selector_labels(&name);
+    let spec = &workload.spec;
+    let template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
+    let headless = headless_service_name(&name);
+
+    let mut children = vec![kinds::workload_object(
+        workload,
+        metadata(name.clone(), true),
+        LabelSelector { match_labels: Some(selector.clone()), match_expressions: None },
+        template,
+        config,
+        &headless,
+    )];
+    if spec.kind == WorkloadKind::StatefulSet {
+        children.push(Child::from_resource(&expose::headless_service(
+            spec.expose.as_ref(),
+            metadata(headless, true),
+            &selector,
+        )));
+    }
+    if let Some(exposed) = &spec.expose {
+        children.push(Child::from_resource(&expose::service(exposed, metadata(name.clone(), true), &selector)));
+        if let Some(ingress) = expose::ingress(exposed, metadata(name.clone(), true), &name) {
+            children.push(Child::from_resource(&ingress));
+        }
+    }
+    if let Some(autoscaling) = &spec.autoscaling
+        && spec.suspended != Some(true)
+    {
+        let hpa = expose::autoscaler(autoscaling, metadata(name.clone(), true), spec.kind.as_str(), &name);
+        children.push(Child::from_resource(&hpa));
+    }
+    if spec.kind != WorkloadKind::StatefulSet {
+        for volume in &spec.volumes {
+            let claim_metadata = metadata(pod::claim_name(&name, &volume.name), !spec.retain_volumes);
+            children.push(Child::from_resource(&volumes::claim(volume, config, claim_metadata)));
+        }
+    }
+    children
+}
+
+#[cfg(test)]
+mod tests;

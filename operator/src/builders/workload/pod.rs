@@ -1,0 +1,137 @@
+//! The pod template every workload kind shares: the user's template, fenced and extended.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource,
+    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use serde_json::json;
+
+use crate::api::{SecureWorkload, WorkloadKind};
+use crate::config::OperatorConfig;
+
+/// Pod annotation Multus reads secondary networks from.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+/// Pod-template annotation that rolls every pod when `spec.restartedAt` changes.
+pub const RESTARTED_AT_ANNOTATION: &str = "scs.dev/restartedAt";
+/// Node label of the CPU architecture; GPUs in containers are unsupported on Arm.
+pub const ARCH_LABEL: &str = "kubernetes.io/arch";
+
+/// Name of the claim of `volume` for kinds that use one shared claim per volume.
+pub fn claim_name(workload: &str, volume: &str) -> String {
+    format!("{workload}-{volume}")
+}
+
+/// The pod template of `workload`: its own template with our labels, the tenant's Kata runtime
+/// class, no host namespaces, GPUs, networks, volumes and the restart annotation.
+pub fn pod_template(
+    workload: &SecureWorkload,
+    runtime_class: &str,
+    config: &OperatorConfig,
+    selector: &BTreeMap<String, String>,
+) -> PodTemplateSpec {
+    let spec = &workload.spec;
+    let mut template = spec.template.clone();
+    let metadata = template.metadata.get_or_insert_with(Default::default);
+    metadata.labels.get_or_insert_with(BTreeMap::new).extend(selector.clone());
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+    if let Some(restarted) = &spec.restarted_at {
+        annotations.insert(RESTARTED_AT_ANNOTATION.into(), restarted.0.to_string());
+    }
+    if !spec.networks.is_empty() {
+        let namespace = workload.namespace().unwrap_or_default();
+        let attachments: Vec<serde_json::Value> = spec
+            .networks
+            .iter()
+            .map(|n| {
+                let mut attachment = json!({"name": n.name, "namespace": namespace});
+                if let Some(interface) = &n.interface {
+                    attachment["interface"] = json!(interface);
+                }
+                if !n.ips.is_empty() {
+                    attachment["ips"] = json!(n.ips);
+                }
+                attachment
+            })
+            .collect();
+        annotations.insert(NETWORKS_ANNOTATION.into(), serde_json::Value::Array(attachments).to_string());
+    }
+    if annotations.is_empty() {
+        metadata.annotations = None;
+    }
+
+    let pod = template.spec.get_or_insert_with(Default::default);
+    // Whatever the template says: the tenant's sandbox, and no host namespaces.
+    pod.runtime_class_name = Some(runtime_class.to_string());
+    pod.host_network = None;
+    pod.host_pid = None;
+    pod.host_ipc = None;
+    if matches!(spec.kind, WorkloadKind::Job | WorkloadKind::CronJob) && pod.restart_policy.is_none() {
+        pod.restart_policy = Some("OnFailure".into());
+    }
+
+    if let Some(gpu) = &spec.gpu {
+        let vendor = config.gpu.vendor(gpu.vendor);
+        let index =
+            gpu.container.as_ref().and_then(|name| pod.containers.iter().position(|c| &c.name == name)).unwrap_or(0);
+        if let Some(container) = pod.containers.get_mut(index) {
+            let resources = container.resources.get_or_insert_with(ResourceRequirements::default);
+            let count = Quantity(gpu.count.to_string());
+            resources.limits.get_or_insert_with(BTreeMap::new).insert(vendor.resource_name.clone(), count.clone());
+            resources.requests.get_or_insert_with(BTreeMap::new).insert(vendor.resource_name.clone(), count);
+        }
+        let mut requirements = vec![NodeSelectorRequirement {
+            key: ARCH_LABEL.into(),
+            operator: "In".into(),
+            values: Some(vec!["amd64".into()]),
+        }];
+        if let Some(model) = &gpu.model {
+            requirements.push(NodeSelectorRequirement {
+                key: vendor.model_node_label.clone(),
+                operator: "In".into(),
+                values: Some(vec![model.clone()]),
+            });
+        }
+        require_on_nodes(pod.affinity.get_or_insert_with(Affinity::default), requirements);
+    }
+
+    // Volumes: a claim per volume, except for a StatefulSet whose claims come from templates.
+    for volume in &spec.volumes {
+        if spec.kind != WorkloadKind::StatefulSet {
+            pod.volumes.get_or_insert_with(Vec::new).push(Volume {
+                name: volume.name.clone(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim_name(&workload.name_any(), &volume.name),
+                    read_only: None,
+                }),
+                ..Default::default()
+            });
+        }
+        for container in pod.containers.iter_mut().filter(|c| volume.container.as_ref().is_none_or(|n| *n == c.name)) {
+            container.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+                name: volume.name.clone(),
+                mount_path: volume.mount_path.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    template
+}
+
+/// ANDs `requirements` into every required node-selector term (terms are ORed, so adding to each
+/// keeps the user's alternatives and enforces ours in all of them).
+fn require_on_nodes(affinity: &mut Affinity, requirements: Vec<NodeSelectorRequirement>) {
+    let node = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let selector = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector { node_selector_terms: vec![NodeSelectorTerm::default()] });
+    if selector.node_selector_terms.is_empty() {
+        selector.node_selector_terms.push(NodeSelectorTerm::default());
+    }
+    for term in &mut selector.node_selector_terms {
+        term.match_expressions.get_or_insert_with(Vec::new).extend(requirements.iter().cloned());
+    }
+}

@@ -1,0 +1,323 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::api::TenantSpec;
+
+fn tenant() -> Tenant {
+    Tenant::new("acme", TenantSpec { namespaces: vec!["acme-prod".into()], ..Default::default() })
+}
+
+/// A workload from YAML, with a UID as the API server would give it.
+fn workload(spec: &str) -> SecureWorkload {
+    let spec: Value = serde_yaml::from_str(spec).unwrap();
+    let mut object: SecureWorkload = serde_json::from_value(json!({
+        "apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload",
+        "metadata": {"name": "web", "namespace": "acme-prod", "uid": "u-1"},
+        "spec": spec,
+    }))
+    .unwrap();
+    object.metadata.uid = Some("u-1".into());
+    object
+}
+
+const POD: &str = "
+template:
+  metadata: {labels: {app: web}}
+  spec:
+    runtimeClassName: runc
+    hostNetwork: true
+    containers:
+      - {name: app, image: 'app:1'}
+      - {name: sidecar, image: 'proxy:1'}
+";
+
+fn build(spec: &str) -> Vec<Child> {
+    workload_children(&workload(&format!("{spec}{POD}")), &tenant(), &OperatorConfig::default())
+}
+
+fn find<'a>(children: &'a [Child], kind: &str, name: &str) -> &'a Value {
+    &children.iter().find(|c| c.kind == kind && c.name == name).unwrap_or_else(|| panic!("no {kind} {name}")).object
+}
+
+fn kinds(children: &[Child]) -> Vec<(String, String)> {
+    children.iter().map(|c| (c.kind.clone(), c.name.clone())).collect()
+}
+
+fn pod_spec(object: &Value) -> &Value {
+    if object["kind"] == "CronJob" {
+        &object["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    } else {
+        &object["spec"]["template"]["spec"]
+    }
+}
+
+#[test]
+fn every_kind_runs_in_the_tenants_sandbox_without_host_namespaces() {
+    for (kind, extra) in [
+        ("Deployment", ""),
+        ("StatefulSet", ""),
+        ("DaemonSet", ""),
+        ("Job", ""),
+        ("CronJob", "schedule: '0 * * * *'\n"),
+    ] {
+        let children = build(&format!("kind: {kind}\n{extra}"));
+        let object = find(&children, kind, "web");
+        let pod = pod_spec(object);
+        assert_eq!(pod["runtimeClassName"], "kata-qemu", "{kind}");
+        assert!(pod.get("hostNetwork").is_none(), "{kind}");
+        assert_eq!(object["metadata"]["labels"]["scs.dev/workload"], "web");
+        assert!(object["metadata"]["labels"].get("scs.dev/tenant").is_none(), "tenant cleanup must not see it");
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(object["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+}
+
+#[test]
+fn tenant_runtime_class_wins() {
+    let mut tenant = tenant();
+    tenant.spec.runtime_class_name = Some("kata-qemu-nvidia-gpu".into());
+    let children =
+        workload_children(&workload(&format!("kind: Deployment\n{POD}")), &tenant, &OperatorConfig::default());
+    assert_eq!(pod_spec(find(&children, "Deployment", "web"))["runtimeClassName"], "kata-qemu-nvidia-gpu");
+}
+
+#[test]
+fn deployment_selector_is_stable_and_pods_keep_their_labels() {
+    let one = build("kind: Deployment\nreplicas: 2\n");
+    let two = build("kind: Deployment\nreplicas: 5\nrestartedAt: '2026-11-20T10:00:00Z'\n");
+    let selector = |c: &[Child]| find(c, "Deployment", "web")["spec"]["selector"].clone();
+    assert_eq!(selector(&one), json!({"matchLabels": {"scs.dev/workload": "web"}}));
+    assert_eq!(selector(&one), selector(&two));
+    let deployment = find(&one, "Deployment", "web");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(deployment["spec"]["template"]["metadata"]["labels"], json!({"app": "web", "scs.dev/workload": "web"}));
+    assert_eq!(
+        find(&two, "Deployment", "web")["spec"]["template"]["metadata"]["annotations"]["scs.dev/restartedAt"],
+        "2026-11-20T10:00:00Z"
+    );
+}
+
+#[test]
+fn gpu_resources_and_node_affinity() {
+    let children = build("kind: Deployment\ngpu: {vendor: nvidia, count: 2, model: Tesla-T4, container: sidecar}\n");
+    let pod = pod_spec(find(&children, "Deployment", "web"));
+    assert!(pod["containers"][0].get("resources").is_none(), "only the named container");
+    assert_eq!(
+        pod["containers"][1]["resources"],
+        json!({"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": "2"}})
+    );
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+        json!([{"matchExpressions": [
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+            {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["Tesla-T4"]},
+        ]}])
+    );
+    let kunlun = super::super::workload::workload_children(
+        &workload(&format!("kind: Job\ngpu: {{vendor: kunlun, count: 1}}\n{POD}")),
+        &tenant(),
+        &OperatorConfig::default(),
+    );
+    let pod = pod_spec(find(&kunlun, "Job", "web"));
+    assert_eq!(pod["containers"][0]["resources"]["limits"]["kunlunxin.com/xpu"], "1", "first container by default");
+}
+
+#[test]
+fn user_node_affinity_terms_each_get_the_gpu_requirements() {
+    let spec = "kind: Deployment
+gpu: {vendor: nvidia, count: 1}
+template:
+  spec:
+    affinity:
+      nodeAffinity:
+        requiredDuringSchedulingIgnoredDuringExecution:
+          nodeSelectorTerms:
+            - matchExpressions: [{key: zone, operator: In, values: [a]}]
+            - matchExpressions: [{key: zone, operator: In, values: [b]}]
+    containers: [{name: app, image: 'app:1'}]
+";
+    let children = workload_children(&workload(spec), &tenant(), &OperatorConfig::default());
+    let terms = &pod_spec(find(&children, "Deployment", "web"))["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    for term in terms.as_array().unwrap() {
+        let keys: Vec<&str> =
+            term["matchExpressions"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["zone", "kubernetes.io/arch"]);
+    }
+}
+
+#[test]
+fn networks_become_the_multus_annotation_and_static_ips_recreate() {
+    let children = build(
+        "kind: Deployment\nnetworks:\n  - {name: office, interface: net1, ips: ['192.168.100.30/24']}\n  - {name: ovn}\n",
+    );
+    let deployment = find(&children, "Deployment", "web");
+    let annotation =
+        deployment["spec"]["template"]["metadata"]["annotations"][pod::NETWORKS_ANNOTATION].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(annotation).unwrap();
+    assert_eq!(
+        parsed,
+        json!([
+            {"name": "office", "namespace": "acme-prod", "interface": "net1", "ips": ["192.168.100.30/24"]},
+            {"name": "ovn", "namespace": "acme-prod"},
+        ])
+    );
+    assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}), "a static address is never held twice");
+}
+
+#[test]
+fn rolling_update_settings() {
+    let children = build("kind: Deployment\nupdateStrategy: {maxSurge: 1, maxUnavailable: '25%'}\n");
+    assert_eq!(
+        find(&children, "Deployment", "web")["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}})
+    );
+    let daemons = build("kind: DaemonSet\nupdateStrategy: {maxUnavailable: 2}\n");
+    assert_eq!(
+        find(&daemons, "DaemonSet", "web")["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}})
+    );
+}
+
+#[test]
+fn deployment_volumes_are_claims_kept_by_default() {
+    let children = build(
+        "kind: Deployment\nvolumes:\n  - {name: data, size: 10Gi, tier: performance, mountPath: /data, container: app}\n",
+    );
+    let claim = find(&children, "PersistentVolumeClaim", "web-data");
+    assert_eq!(claim["spec"]["storageClassName"], "performance");
+    assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "10Gi");
+    assert!(claim["metadata"].get("ownerReferences").is_none(), "retained: not garbage collected with the workload");
+    let pod = pod_spec(find(&children, "Deployment", "web"));
+    assert_eq!(pod["volumes"], json!([{"name": "data", "persistentVolumeClaim": {"claimName": "web-data"}}]));
+    assert_eq!(pod["containers"][0]["volumeMounts"], json!([{"name": "data", "mountPath": "/data"}]));
+    assert!(pod["containers"][1].get("volumeMounts").is_none());
+
+    let owned = build(
+        "kind: Job\nretainVolumes: false\nvolumes:\n  - {name: scratch, size: 1Gi, tier: capacity, mountPath: /tmp/x}\n",
+    );
+    let claim = find(&owned, "PersistentVolumeClaim", "web-scratch");
+    assert_eq!(claim["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    assert_eq!(claim["spec"]["storageClassName"], "standard");
+}
+
+#[test]
+fn statefulset_gets_claim_templates_a_headless_service_and_a_partition() {
+    let children = build(
+        "kind: StatefulSet\nreplicas: 3\nupdateStrategy: {partition: 2}\nvolumes:\n  - {name: data, size: 100Gi, tier: performance, mountPath: /var/lib/db}\nexpose: {ports: [{name: sql, port: 5432}]}\n",
+    );
+    assert_eq!(
+        kinds(&children),
+        [
+            ("StatefulSet".to_string(), "web".to_string()),
+            ("Service".to_string(), "web-headless".to_string()),
+            ("Service".to_string(), "web".to_string()),
+        ]
+    );
+    let set = find(&children, "StatefulSet", "web");
+    assert_eq!(set["spec"]["serviceName"], "web-headless");
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(set["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}));
+    assert_eq!(set["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data");
+    assert_eq!(set["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"], "performance");
+    assert_eq!(
+        set["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+    );
+    assert!(pod_spec(set).get("volumes").is_none(), "claims come from the templates");
+    assert_eq!(pod_spec(set)["containers"][1]["volumeMounts"][0]["mountPath"], "/var/lib/db");
+    let headless = find(&children, "Service", "web-headless");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(headless["spec"]["selector"], json!({"scs.dev/workload": "web"}));
+}
+
+#[test]
+fn exposure_service_ingress_and_autoscaler() {
+    let children = build(
+        "kind: Deployment
+expose:
+  type: LoadBalancer
+  ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP}]
+  ingress: {host: web.acme.example.com, tlsSecretName: web-tls, className: nginx}
+autoscaling: {minReplicas: 2, maxReplicas: 6, memoryUtilization: 70}
+",
+    );
+    let service = find(&children, "Service", "web");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([
+            {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "targetPort": 53, "protocol": "UDP"},
+        ])
+    );
+    let ingress = find(&children, "Ingress", "web");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "web.acme.example.com");
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
+        json!({"name": "web", "port": {"name": "http"}})
+    );
+    assert_eq!(ingress["spec"]["tls"], json!([{"hosts": ["web.acme.example.com"], "secretName": "web-tls"}]));
+    let hpa = find(&children, "HorizontalPodAutoscaler", "web");
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["scaleTargetRef"], json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}));
+    assert_eq!((hpa["spec"]["minReplicas"].clone(), hpa["spec"]["maxReplicas"].clone()), (json!(2), json!(6)));
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "memory");
+    assert!(find(&children, "Deployment", "web")["spec"].get("replicas").is_none(), "the HPA owns the count");
+}
+
+#[test]
+fn autoscaler_defaults_to_cpu() {
+    let children = build("kind: StatefulSet\nautoscaling: {maxReplicas: 4}\n");
+    let hpa = find(&children, "HorizontalPodAutoscaler", "web");
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"],
+        json!({"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}})
+    );
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
+}
+
+#[test]
+fn suspension_per_kind() {
+    let children_of = |spec: &str| build(spec);
+    let deployment = children_of("kind: Deployment\nreplicas: 3\nsuspended: true\nautoscaling: {maxReplicas: 5}\n");
+    assert_eq!(find(&deployment, "Deployment", "web")["spec"]["replicas"], 0);
+    assert!(deployment.iter().all(|c| c.kind != "HorizontalPodAutoscaler"), "no HPA while suspended");
+    let set = children_of("kind: StatefulSet\nsuspended: true\n");
+    assert_eq!(find(&set, "StatefulSet", "web")["spec"]["replicas"], 0);
+    let job = children_of("kind: Job\nsuspended: true\n");
+    assert_eq!(find(&job, "Job", "web")["spec"]["suspend"], true);
+    let cron = children_of("kind: CronJob\nschedule: '@daily'\nsuspended: true\n");
+    assert_eq!(find(&cron, "CronJob", "web")["spec"]["suspend"], true);
+    let resumed = children_of("kind: CronJob\nschedule: '@daily'\nsuspended: false\n");
+    assert_eq!(find(&resumed, "CronJob", "web")["spec"]["suspend"], false);
+}
+
+#[test]
+fn jobs_and_cronjobs() {
+    let job = build("kind: Job\nreplicas: 3\n");
+    let spec = &find(&job, "Job", "web")["spec"];
+    assert_eq!(spec["parallelism"], 3);
+    assert_eq!(spec["suspend"], false);
+    assert!(spec.get("selector").is_none(), "Jobs generate their own selector");
+    assert_eq!(spec["template"]["spec"]["restartPolicy"], "OnFailure");
+
+    let cron = build("kind: CronJob\nschedule: '30 2 * * *'\n");
+    let spec = &find(&cron, "CronJob", "web")["spec"];
+    assert_eq!(spec["schedule"], "30 2 * * *");
+    assert_eq!(spec["concurrencyPolicy"], "Forbid");
+    assert_eq!(spec["jobTemplate"]["metadata"]["labels"]["scs.dev/workload"], "web");
+    assert_eq!(spec["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"], "OnFailure");
+    assert!(spec["jobTemplate"]["spec"].get("suspend").is_none());
+}
+
+#[test]
+fn render_without_uid_has_no_owner_references() {
+    let mut object = workload(&format!("kind: Deployment\n{POD}"));
+    object.metadata.uid = None;
+    let children = workload_children(&object, &tenant(), &OperatorConfig::default());
+    assert!(children.iter().all(|c| c.object["metadata"].get("ownerReferences").is_none()));
+}
