@@ -13,8 +13,12 @@
 //! - real server-side apply field ownership: an apply is a JSON merge of the applied object into
 //!   the live one, so fields dropped from an applied configuration are not removed, and no
 //!   conflicts are reported;
-//! - garbage collection by owner references; namespace deletion removes the namespace's objects
-//!   at once (the namespace controller is asynchronous and honours finalizers);
+//! - garbage collection in full: deleting an object deletes its dependents (owner references by
+//!   UID) at once, in the background style, with no orphan or foreground propagation, and
+//!   namespace deletion removes the namespace's objects at once (the real namespace controller is
+//!   asynchronous and honours finalizers);
+//! - the controllers of built-in kinds: no Deployment ever gets pods or status unless a test sets
+//!   it (`set_status`);
 //! - watch details: no bookmarks, no "resource version too old" (history is kept whole), and an
 //!   object that stops matching a label selector is not reported as DELETED to that watch;
 //! - discovery, pagination (`limit`/`continue` are ignored: one page), field selectors,
@@ -442,7 +446,26 @@ fn delete(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &T
         next["metadata"]["deletionTimestamp"] = json!(now());
         return commit(store, events, &target.collection, key, next, "MODIFIED");
     }
+    let uid = current["metadata"]["uid"].clone();
     let deleted = commit(store, events, &target.collection, key.clone(), current, "DELETED");
+    // Stand-in for the garbage collector: dependents go with their owner.
+    let dependents: Vec<(Collection, (String, String), Value)> = store
+        .objects
+        .iter()
+        .flat_map(|(c, objects)| objects.iter().map(move |(k, v)| (c.clone(), k.clone(), v.clone())))
+        .filter(|(_, _, v)| {
+            v["metadata"]["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+        })
+        .collect();
+    for (collection, (namespace, name), object) in dependents {
+        let target = Target {
+            collection,
+            namespace: (!namespace.is_empty()).then_some(namespace),
+            name: Some(name),
+            subresource: None,
+        };
+        delete(store, events, &target, object);
+    }
     if target.collection.group_version == "api/v1" && target.collection.resource == "namespaces" {
         // Stand-in for the namespace controller: everything in the namespace goes with it.
         let inside: Vec<(Collection, (String, String), Value)> = store

@@ -5,3 +5,4 @@
 //! Kind cluster tests (behind a cargo feature) and the scale harness are still to come.
 
 pub mod fake_api;
+pub mod harness;

@@ -1,105 +1,11 @@
 //! The Tenant and SdnNetwork controllers against the fake API server: real controller code, real
 //! `kube::Client`, real HTTP and watches.
 
-use std::future::Future;
 use std::time::Duration;
 
-use e2e::fake_api::FakeApiServer;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scs_operator::api::{SdnNetwork, Tenant};
-use scs_operator::config::OperatorConfig;
+use e2e::harness::{Harness, eventually};
+use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Harness {
-    server: FakeApiServer,
-    client: kube::Client,
-    stop: Option<oneshot::Sender<()>>,
-    controllers: tokio::task::JoinHandle<()>,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        // RUST_LOG=scs_operator=debug shows the controllers at work.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let server = FakeApiServer::start().await;
-        let client = server.client();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let controllers =
-            tokio::spawn(scs_operator::controller::run(client.clone(), OperatorConfig::default(), async {
-                let _ = stopped.await;
-            }));
-        Self { server, client, stop: Some(stop), controllers }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        tokio::time::timeout(WAIT, &mut self.controllers).await.expect("controllers stop on shutdown").unwrap();
-    }
-
-    fn tenants(&self) -> Api<Tenant> {
-        Api::all(self.client.clone())
-    }
-
-    async fn create_tenant(&self, manifest: Value) {
-        let tenant: Tenant = serde_json::from_value(manifest).unwrap();
-        self.tenants().create(&PostParams::default(), &tenant).await.unwrap();
-    }
-
-    async fn create_network(&self, manifest: Value) {
-        let network: SdnNetwork = serde_json::from_value(manifest).unwrap();
-        Api::<SdnNetwork>::all(self.client.clone()).create(&PostParams::default(), &network).await.unwrap();
-    }
-
-    async fn patch_tenant(&self, name: &str, patch: Value) {
-        self.tenants().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    }
-
-    /// The tenant's condition `type_` as (status, reason, message).
-    fn condition(&self, tenant: &str, type_: &str) -> Option<(String, String, String)> {
-        let object = self.server.get(&format!("/apis/scs.dev/v1alpha1/tenants/{tenant}"))?;
-        let conditions = object["status"]["conditions"].as_array()?.clone();
-        conditions.iter().find(|c| c["type"] == type_).map(|c| {
-            let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-            (text("status"), text("reason"), text("message"))
-        })
-    }
-
-    fn is_ready(&self, tenant: &str) -> bool {
-        let object = self.server.get(&format!("/apis/scs.dev/v1alpha1/tenants/{tenant}"));
-        let current = object.as_ref().is_some_and(|o| o["status"]["observedGeneration"] == o["metadata"]["generation"]);
-        current && self.condition(tenant, "Ready").is_some_and(|c| c.0 == "True")
-    }
-
-    fn event_reasons(&self) -> Vec<String> {
-        self.server
-            .list("/apis/events.k8s.io/v1/events")
-            .iter()
-            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-}
-
-/// Polls `check` until it holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 fn acme() -> Value {
     json!({
@@ -186,7 +92,7 @@ async fn a_new_tenant_gets_every_child_and_becomes_ready() {
             && network["status"]["namespaces"] == json!(["acme-dev", "acme-prod"])
     })
     .await;
-    assert!(harness.event_reasons().contains(&"Ready".to_string()));
+    eventually("Ready event", || async { harness.event_reasons().contains(&"Ready".to_string()) }).await;
     harness.stop().await;
 }
 
@@ -343,7 +249,8 @@ async fn deleting_a_tenant_with_workloads_is_held_until_they_go() {
     })
     .await;
     assert!(harness.server.get("/api/v1/namespaces/acme-prod").is_some(), "nothing is deleted while held");
-    assert!(harness.event_reasons().contains(&"DeletionBlocked".to_string()));
+    eventually("DeletionBlocked event", || async { harness.event_reasons().contains(&"DeletionBlocked".to_string()) })
+        .await;
 
     // Removing the workload lets the deletion finish.
     let workloads: Api<scs_operator::api::SecureWorkload> = Api::namespaced(harness.client.clone(), "acme-prod");

@@ -33,6 +33,9 @@ pub struct Child {
     pub name: String,
     /// The whole object, with apiVersion, kind and metadata.
     pub object: Value,
+    /// For objects whose spec is mostly immutable once created (a Job's pod template): the part
+    /// that may still change, applied as a merge patch to an existing object. `None`: apply all.
+    pub mutable_part: Option<Value>,
 }
 
 impl Child {
@@ -51,6 +54,7 @@ impl Child {
             namespace: resource.namespace(),
             name: resource.name_any(),
             object,
+            mutable_part: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The controllers (`scs-operator run`): Tenants and SdnNetworks.
+//! The controllers (`scs-operator run`): Tenants, SdnNetworks and SecureWorkloads.
 //!
 //! Tenants are cluster-scoped and own namespaced children, so children are found by label and
 //! mapped back to their tenant (`watches`), not through owner references (`owns`). Children are
@@ -13,6 +13,8 @@ pub mod managed;
 pub mod sdn_network;
 pub mod sync;
 pub mod tenant;
+pub mod workload;
+pub mod workload_status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use context::Context;
 use error::Error;
 
 fn error_policy<K: kube::Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", K::kind(&()), object.name_any());
+    let key = backoff_key(&K::kind(&()), object.namespace().as_deref(), &object.name_any());
     let delay = ctx.backoff.next_delay(&key);
     match error {
         Error::DeletionHeld(why) => info!(%key, ?delay, "{why}"),
@@ -56,6 +58,10 @@ where
     (store, events)
 }
 
+fn backoff_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or(""))
+}
+
 /// Forgets an object's failures once it reconciles.
 async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     result: Result<(ObjectRef<K>, Action), E>,
@@ -63,12 +69,12 @@ async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     kind: &'static str,
 ) {
     match result {
-        Ok((object, _)) => ctx.backoff.reset(&format!("{kind}/{}", object.name)),
+        Ok((object, _)) => ctx.backoff.reset(&backoff_key(kind, object.namespace.as_deref(), &object.name)),
         Err(error) => tracing::debug!(%error, "reconcile error"),
     }
 }
 
-/// Runs the Tenant and SdnNetwork controllers until `shutdown` completes.
+/// Runs the Tenant, SdnNetwork and SecureWorkload controllers until `shutdown` completes.
 pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
     let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
@@ -86,7 +92,7 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
             .map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
     };
     let mut tenant_controller = Controller::new(tenants_api, watcher::Config::default());
-    for kind in managed::managed_kinds().into_iter().filter(|k| k.per_tenant) {
+    for kind in managed::kinds_of(managed::Scope::Tenant) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
         tenant_controller = tenant_controller.watches_stream_with(
@@ -129,16 +135,54 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
                 networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
             });
 
+    // Workloads: their children are found by the `scs.dev/workload` label (retained claims carry
+    // no owner reference), and a tenant change re-renders every workload in its namespaces.
+    let mut workload_controller =
+        Controller::new(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default());
+    let workload_store = workload_controller.store();
+    for kind in managed::kinds_of(managed::Scope::Workload) {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
+        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
+        workload_controller = workload_controller.watches_stream_with(
+            stream,
+            |child: PartialObjectMeta<DynamicObject>| {
+                let owner = child.metadata.labels.as_ref().and_then(|l| l.get(labels::WORKLOAD))?;
+                Some(
+                    ObjectRef::<DeserializeGuard<SecureWorkload>>::new(owner)
+                        .within(child.metadata.namespace.as_deref()?),
+                )
+            },
+            kind.resource.clone(),
+        );
+    }
+    let tenant_changes = watcher(Api::<DeserializeGuard<Tenant>>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    workload_controller =
+        workload_controller.watches_stream(tenant_changes, move |tenant: DeserializeGuard<Tenant>| {
+            let namespaces = tenant.0.map(|t| t.namespace_names()).unwrap_or_default();
+            workload_store
+                .state()
+                .iter()
+                .filter(|w| w.namespace().is_some_and(|ns| namespaces.contains(&ns)))
+                .map(|w| ObjectRef::from_obj(&**w))
+                .collect::<Vec<_>>()
+        });
+
     let shutdown = futures::FutureExt::shared(shutdown);
     let tenants = tenant_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(tenant::reconcile, error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "Tenant"));
+    let workloads = workload_controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(workload::reconcile, error_policy, ctx.clone())
+        .for_each(|result| reset_on_success(result, ctx.clone(), "SecureWorkload"));
     let networks = network_controller
         .graceful_shutdown_on(shutdown)
         .run(sdn_network::reconcile, error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
     info!("controllers started");
-    future::join(tenants, networks).await;
+    future::join3(tenants, networks, workloads).await;
     info!("controllers stopped");
 }

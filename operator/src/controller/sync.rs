@@ -8,7 +8,7 @@ use tracing::{debug, info};
 
 use super::diff::contains;
 use super::error::{Error, Result};
-use super::managed::{self, ManagedKind};
+use super::managed::{self, ManagedKind, Scope};
 use crate::builders::Child;
 use crate::builders::labels::OPERATOR;
 
@@ -68,19 +68,21 @@ async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> 
     Ok(())
 }
 
-/// Syncs every per-tenant managed kind against `desired`, finding live objects by `selector`.
-/// `keep` may veto the deletion of a live object that is no longer desired.
+/// Syncs the managed kinds of `scope` against `desired`, finding live objects by `selector` (in
+/// `namespace`, or cluster-wide). `keep` may veto the deletion of a live object no longer desired.
 pub async fn sync_children(
     client: &Client,
+    scope: Scope,
+    namespace: Option<&str>,
     selector: &str,
     desired: &[Child],
     keep: impl Fn(&DynamicObject) -> bool,
 ) -> Result<SyncReport> {
     let mut report = SyncReport::default();
-    let kinds: Vec<ManagedKind> = managed::managed_kinds().into_iter().filter(|k| k.per_tenant).collect();
+    let kinds = managed::kinds_of(scope);
     let mut live_by_kind = Vec::new();
     for kind in &kinds {
-        let live = api_for(client, kind, None).list(&ListParams::default().labels(selector)).await?.items;
+        let live = api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await?.items;
         live_by_kind.push(live);
     }
     // Create and update in kind order (namespaces first) ...
@@ -89,14 +91,24 @@ pub async fn sync_children(
             desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind)
         {
             let current = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
-            let unchanged =
-                current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), &child.object));
+            let wanted = match (current, &child.mutable_part) {
+                (Some(_), Some(part)) => part,
+                _ => &child.object,
+            };
+            let unchanged = current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), wanted));
             if unchanged {
                 debug!(kind = %child.kind, name = %child.name, "unchanged");
-            } else {
-                apply(client, child).await?;
-                report.applied += 1;
+                continue;
             }
+            match (current, &child.mutable_part) {
+                // What may still change of a mostly immutable object, as a plain merge patch.
+                (Some(_), Some(part)) => {
+                    let api = api_for(client, kind, child.namespace.as_deref());
+                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await?;
+                }
+                _ => apply(client, child).await?,
+            }
+            report.applied += 1;
         }
     }
     // ... then delete leftovers in reverse order (namespaces last).
@@ -120,9 +132,9 @@ pub async fn sync_children(
     Ok(report)
 }
 
-/// Deletes every per-tenant managed object matching `selector`: cluster-scoped bindings and
-/// namespaced objects first, namespaces last.
+/// Deletes every tenant object matching `selector`: cluster-scoped bindings and namespaced
+/// objects first, namespaces last.
 pub async fn delete_all(client: &Client, selector: &str) -> Result<usize> {
-    let report = sync_children(client, selector, &[], |_| false).await?;
+    let report = sync_children(client, Scope::Tenant, None, selector, &[], |_| false).await?;
     Ok(report.deleted)
 }

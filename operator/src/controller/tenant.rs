@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
+use super::managed::Scope;
 use super::sync;
 use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
@@ -183,16 +184,17 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             held.insert(namespace, data);
         }
     }
-    let report = sync::sync_children(&ctx.client, &selector(tenant), &desired, |object: &DynamicObject| {
-        // Keep a released namespace with data, and everything of ours inside it.
-        let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") {
-            object.name_any()
-        } else {
-            object.namespace().unwrap_or_default()
-        };
-        held.contains_key(&namespace)
-    })
-    .await?;
+    let report =
+        sync::sync_children(&ctx.client, Scope::Tenant, None, &selector(tenant), &desired, |object: &DynamicObject| {
+            // Keep a released namespace with data, and everything of ours inside it.
+            let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") {
+                object.name_any()
+            } else {
+                object.namespace().unwrap_or_default()
+            };
+            held.contains_key(&namespace)
+        })
+        .await?;
     if report.applied > 0 || report.deleted > 0 {
         info!(tenant = %name, applied = report.applied, deleted = report.deleted, "tenant children synced");
     }

@@ -3,7 +3,7 @@
 use kube::ResourceExt;
 
 use super::FieldError;
-use crate::api::{ServiceType, Tenant, WorkloadKind};
+use crate::api::{SecureWorkload, ServiceType, Tenant, WorkloadKind};
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -114,71 +114,84 @@ fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<
     for workload in &catalog.workloads {
         let namespace = workload.namespace().unwrap_or_default();
         let key = ObjectKey { kind: "SecureWorkload", namespace: Some(namespace.clone()), name: workload.name_any() };
-        let mut push = |path: String, message: String| errors.push((key.clone(), FieldError::new(path, message)));
-        let Some(tenant) = catalog.tenant_of_namespace(&namespace) else {
-            push("metadata.namespace".into(), format!("namespace {namespace:?} belongs to no Tenant"));
-            continue;
-        };
-        let tenant_name = tenant.name_any();
-        let spec = &workload.spec;
-        for (index, network) in spec.networks.iter().enumerate() {
-            if !tenant.spec.networks.contains(&network.name) {
-                push(
-                    format!("spec.networks[{index}].name"),
-                    format!("Tenant {tenant_name:?} does not list network {:?} in spec.networks", network.name),
-                );
+        match catalog.tenant_of_namespace(&namespace) {
+            None => errors.push((
+                key,
+                FieldError::new("metadata.namespace", format!("namespace {namespace:?} belongs to no Tenant")),
+            )),
+            Some(tenant) => {
+                errors.extend(workload_errors(workload, tenant, config).into_iter().map(|e| (key.clone(), e)));
             }
         }
-        let quota = tenant.spec.quota.as_ref();
-        if let Some(gpu) = &spec.gpu {
-            let vendor = gpu.vendor.as_str();
-            let granted = quota.and_then(|q| q.gpu.as_ref()).and_then(|g| match gpu.vendor {
-                crate::api::GpuVendor::Nvidia => g.nvidia,
-                crate::api::GpuVendor::Kunlun => g.kunlun,
-            });
-            let resource = format!("requests.{}", config.gpu.vendor(gpu.vendor).resource_name);
-            let share = crate::builders::quota::namespace_hard(tenant, config, &namespace)
-                .get(&resource)
-                .and_then(|q| crate::quantity::parse(&q.0).ok())
-                .map_or(0, |nanos| (nanos / 1_000_000_000) as i64);
-            if granted.unwrap_or(0) == 0 {
-                push(
-                    "spec.gpu.vendor".into(),
-                    format!("Tenant {tenant_name:?} has no {vendor} GPU quota (spec.quota.gpu.{vendor})"),
-                );
-            } else if i64::from(gpu.count) > share {
-                push(
-                    "spec.gpu.count".into(),
-                    format!(
-                        "{} {vendor} GPUs per pod exceed namespace {namespace:?}'s share ({share}) of Tenant {tenant_name:?}'s GPU quota",
-                        gpu.count
-                    ),
-                );
-            }
-        }
-        let shares_pods =
-            spec.kind == WorkloadKind::Deployment && (spec.replicas.unwrap_or(1) > 1 || spec.autoscaling.is_some());
-        for (index, volume) in spec.volumes.iter().enumerate() {
-            match config.storage_tiers.get(&volume.tier) {
-                None => push(format!("spec.volumes[{index}].tier"), unknown_tier(&volume.tier, config)),
-                Some(tier) if shares_pods && !tier.read_write_many => push(
-                    format!("spec.volumes[{index}].tier"),
-                    format!(
-                        "tier {:?} is ReadWriteOnce, so a Deployment with more than one pod cannot share it; use a StatefulSet for per-pod volumes or a ReadWriteMany tier",
-                        volume.tier
-                    ),
-                ),
-                Some(_) => {}
-            }
-        }
-        if let Some(expose) = &spec.expose
-            && expose.service_type == ServiceType::LoadBalancer
-            && quota.and_then(|q| q.load_balancers).unwrap_or(0) == 0
-        {
+    }
+}
+
+/// Problems of a workload against its tenant and the configuration: networks the tenant does not
+/// list, GPUs beyond the quota, unknown or unshareable storage tiers, LoadBalancers without quota.
+pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &OperatorConfig) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let namespace = workload.namespace().unwrap_or_default();
+    let mut push = |path: String, message: String| errors.push(FieldError::new(path, message));
+    let tenant_name = tenant.name_any();
+    let spec = &workload.spec;
+    for (index, network) in spec.networks.iter().enumerate() {
+        if !tenant.spec.networks.contains(&network.name) {
             push(
-                "spec.expose.type".into(),
-                format!("Tenant {tenant_name:?} has no LoadBalancer quota (spec.quota.loadBalancers)"),
+                format!("spec.networks[{index}].name"),
+                format!("Tenant {tenant_name:?} does not list network {:?} in spec.networks", network.name),
             );
         }
     }
+    let quota = tenant.spec.quota.as_ref();
+    if let Some(gpu) = &spec.gpu {
+        let vendor = gpu.vendor.as_str();
+        let granted = quota.and_then(|q| q.gpu.as_ref()).and_then(|g| match gpu.vendor {
+            crate::api::GpuVendor::Nvidia => g.nvidia,
+            crate::api::GpuVendor::Kunlun => g.kunlun,
+        });
+        let resource = format!("requests.{}", config.gpu.vendor(gpu.vendor).resource_name);
+        let share = crate::builders::quota::namespace_hard(tenant, config, &namespace)
+            .get(&resource)
+            .and_then(|q| crate::quantity::parse(&q.0).ok())
+            .map_or(0, |nanos| (nanos / 1_000_000_000) as i64);
+        if granted.unwrap_or(0) == 0 {
+            push(
+                "spec.gpu.vendor".into(),
+                format!("Tenant {tenant_name:?} has no {vendor} GPU quota (spec.quota.gpu.{vendor})"),
+            );
+        } else if i64::from(gpu.count) > share {
+            push(
+                "spec.gpu.count".into(),
+                format!(
+                    "{} {vendor} GPUs per pod exceed namespace {namespace:?}'s share ({share}) of Tenant {tenant_name:?}'s GPU quota",
+                    gpu.count
+                ),
+            );
+        }
+    }
+    let shares_pods =
+        spec.kind == WorkloadKind::Deployment && (spec.replicas.unwrap_or(1) > 1 || spec.autoscaling.is_some());
+    for (index, volume) in spec.volumes.iter().enumerate() {
+        match config.storage_tiers.get(&volume.tier) {
+            None => push(format!("spec.volumes[{index}].tier"), unknown_tier(&volume.tier, config)),
+            Some(tier) if shares_pods && !tier.read_write_many => push(
+                format!("spec.volumes[{index}].tier"),
+                format!(
+                    "tier {:?} is ReadWriteOnce, so a Deployment with more than one pod cannot share it; use a StatefulSet for per-pod volumes or a ReadWriteMany tier",
+                    volume.tier
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(expose) = &spec.expose
+        && expose.service_type == ServiceType::LoadBalancer
+        && quota.and_then(|q| q.load_balancers).unwrap_or(0) == 0
+    {
+        push(
+            "spec.expose.type".into(),
+            format!("Tenant {tenant_name:?} has no LoadBalancer quota (spec.quota.loadBalancers)"),
+        );
+    }
+    errors
 }

@@ -56,14 +56,21 @@ pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &Op
     let template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
     let headless = headless_service_name(&name);
 
-    let mut children = vec![kinds::workload_object(
+    let mut main = kinds::workload_object(
         workload,
         metadata(name.clone(), true),
         LabelSelector { match_labels: Some(selector.clone()), match_expressions: None },
         template,
         config,
         &headless,
-    )];
+    );
+    if spec.kind == WorkloadKind::Job {
+        // A Job's template and completions are immutable: only suspension and parallelism change.
+        let job_spec = &main.object["spec"];
+        main.mutable_part =
+            Some(serde_json::json!({"spec": {"suspend": job_spec["suspend"], "parallelism": job_spec["parallelism"]}}));
+    }
+    let mut children = vec![main];
     if spec.kind == WorkloadKind::StatefulSet {
         children.push(Child::from_resource(&expose::headless_service(
             spec.expose.as_ref(),

@@ -1,0 +1,135 @@
+//! The SecureWorkload reconciler: validate → build → apply → status. Children are owned through
+//! controller owner references, so garbage collection removes them with the workload; retained
+//! claims are not owned and outlive it.
+
+use std::sync::Arc;
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::conditions::{self, condition};
+use super::context::{Context, RESYNC};
+use super::error::Result;
+use super::managed::Scope;
+use super::sync;
+use super::workload_status::{assess, observe};
+use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, WorkloadPhase};
+use crate::builders::{labels, workload};
+use crate::validate::{FieldError, cross, rules};
+
+pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
+    let workload = match &guarded.0 {
+        Ok(workload) => workload,
+        Err(invalid) => {
+            warn!(name = invalid.metadata.name.as_deref().unwrap_or(""), error = %invalid.error, "cannot read SecureWorkload");
+            return Ok(Action::await_change());
+        }
+    };
+    if workload.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change()); // garbage collection removes the owned children
+    }
+    let _ = ctx.tenants.wait_until_ready().await;
+    let namespace = workload.namespace().unwrap_or_default();
+    let name = workload.name_any();
+    let previous = workload.status.clone().unwrap_or_default();
+    let generation = workload.metadata.generation;
+
+    let catalog = ctx.catalog();
+    let Some(tenant) = catalog.tenant_of_namespace(&namespace) else {
+        let message = format!("namespace {namespace} belongs to no Tenant: nothing is created");
+        let status = SecureWorkloadStatus {
+            observed_generation: generation,
+            phase: Some(WorkloadPhase::Pending),
+            conditions: conditions::merge(
+                &previous.conditions,
+                vec![condition("Ready", false, "NoTenant", message.clone(), generation)],
+            ),
+            ..Default::default()
+        };
+        if write_status(workload, &ctx, &previous, status).await? {
+            ctx.event(workload, true, "NoTenant", message).await;
+        }
+        return Ok(Action::await_change());
+    };
+
+    let mut problems: Vec<FieldError> = rules::check_workload(&workload.spec);
+    problems.extend(cross::workload_errors(workload, tenant, &ctx.config));
+    if !problems.is_empty() {
+        // Leave whatever runs as it is; say precisely what is wrong.
+        let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let mut next: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+        next.push(condition("Ready", false, "InvalidSpec", message.clone(), generation));
+        let status = SecureWorkloadStatus {
+            observed_generation: generation,
+            conditions: conditions::merge(&previous.conditions, next),
+            ..previous.clone()
+        };
+        if write_status(workload, &ctx, &previous, status).await? {
+            ctx.event(workload, true, "InvalidSpec", message).await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let desired = workload::workload_children(workload, tenant, &ctx.config);
+    let selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::OPERATOR, labels::WORKLOAD, name);
+    // Claims no longer in the spec are kept: they hold user data.
+    let keep = |object: &DynamicObject| object.types.as_ref().is_some_and(|t| t.kind == "PersistentVolumeClaim");
+    let report = sync::sync_children(&ctx.client, Scope::Workload, Some(&namespace), &selector, &desired, keep).await?;
+    if report.applied > 0 || report.deleted > 0 {
+        info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
+    }
+
+    let kind = workload.spec.kind;
+    let live = report
+        .live
+        .iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == kind.as_str()) && o.name_any() == name)
+        .map(|o| serde_json::to_value(o).unwrap_or_default());
+    let observed = live.as_ref().map(|object| observe(kind, object));
+    let (phase, ready, next) = assess(workload, observed.as_ref());
+    let status = SecureWorkloadStatus {
+        observed_generation: generation,
+        phase: Some(phase),
+        ready,
+        desired_replicas: observed.as_ref().filter(|_| kind.as_str() != "CronJob").map(|o| o.desired),
+        ready_replicas: observed.as_ref().map(|o| o.ready).filter(|_| !matches!(kind.as_str(), "Job" | "CronJob")),
+        updated_replicas: observed.as_ref().map(|o| o.updated).filter(|_| !matches!(kind.as_str(), "Job" | "CronJob")),
+        succeeded: observed.as_ref().map(|o| o.succeeded).filter(|_| kind.as_str() == "Job"),
+        failed: observed.as_ref().map(|o| o.failed).filter(|_| kind.as_str() == "Job"),
+        last_schedule_time: observed.as_ref().and_then(|o| o.last_schedule_time.clone()),
+        children: desired.iter().map(|c| ChildReference { kind: c.kind.clone(), name: c.name.clone() }).collect(),
+        conditions: conditions::merge(&previous.conditions, next),
+    };
+    let phase_changed = previous.phase != status.phase;
+    let message = status.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
+    write_status(workload, &ctx, &previous, status).await?;
+    if phase_changed {
+        let warning = matches!(phase, WorkloadPhase::Degraded | WorkloadPhase::Failed);
+        ctx.event(workload, warning, &format!("{phase:?}"), message).await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Writes the status when it says something new; returns whether it wrote.
+async fn write_status(
+    workload: &SecureWorkload,
+    ctx: &Context,
+    previous: &SecureWorkloadStatus,
+    next: SecureWorkloadStatus,
+) -> Result<bool> {
+    let same = SecureWorkloadStatus { conditions: Vec::new(), ..previous.clone() }
+        == SecureWorkloadStatus { conditions: Vec::new(), ..next.clone() }
+        && conditions::same(&previous.conditions, &next.conditions);
+    if same {
+        return Ok(false);
+    }
+    let api: Api<SecureWorkload> = Api::namespaced(ctx.client.clone(), &workload.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SecureWorkload", "status": next});
+    api.patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(true)
+}
