@@ -32,7 +32,7 @@ impl Harness {
         let client = server.client();
         let (stop, stopped) = oneshot::channel::<()>();
         let controllers =
-            tokio::spawn(scs_operator::controller::run(client.clone(), OperatorConfig::default(), async {
+            tokio::spawn(scs_operator::controller::run(client.clone(), OperatorConfig::default(), None, async {
                 let _ = stopped.await;
             }));
         Self { server, client, stop: Some(stop), controllers }

@@ -23,6 +23,9 @@ enum Command {
         /// Operator configuration file (defaults apply without one).
         #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
         config: Option<PathBuf>,
+        /// Address of the /healthz and /readyz endpoints.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080", env = "SCS_HEALTH_ADDR")]
+        health_addr: std::net::SocketAddr,
     },
     /// Print the CustomResourceDefinitions as multi-document YAML (or write one file per CRD).
     Crdgen {
@@ -47,7 +50,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config } => run_controllers(config),
+        Command::Run { config, health_addr } => run_controllers(config, health_addr),
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
     }
@@ -60,7 +63,7 @@ fn load_config(path: Option<PathBuf>) -> Result<OperatorConfig, ExitCode> {
     })
 }
 
-fn run_controllers(config: Option<PathBuf>) -> ExitCode {
+fn run_controllers(config: Option<PathBuf>, health_addr: std::net::SocketAddr) -> ExitCode {
     let config = match load_config(config) {
         Ok(config) => config,
         Err(code) => return code,
@@ -79,7 +82,7 @@ fn run_controllers(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        scs_operator::controller::run(client, config, shutdown_signal()).await;
+        scs_operator::controller::run(client, config, Some(health_addr), shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod context;
 pub mod diff;
 pub mod error;
+pub mod health;
 pub mod managed;
 pub mod sdn_network;
 pub mod sync;
@@ -74,8 +75,14 @@ async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     }
 }
 
-/// Runs the Tenant, SdnNetwork and SecureWorkload controllers until `shutdown` completes.
-pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the Tenant, SdnNetwork and SecureWorkload controllers until `shutdown` completes, with
+/// health probes on `health` when given.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    health: Option<std::net::SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
     let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
 
@@ -183,6 +190,10 @@ pub async fn run(client: Client, config: OperatorConfig, shutdown: impl Future<O
         .run(sdn_network::reconcile, error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
     info!("controllers started");
+    let probes = health.map(|address| tokio::spawn(health::serve(address, ctx.clone())));
     future::join3(tenants, networks, workloads).await;
+    if let Some(probes) = probes {
+        probes.abort();
+    }
     info!("controllers stopped");
 }

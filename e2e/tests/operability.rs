@@ -1,0 +1,41 @@
+//! The probes the operator Deployment's kubelet uses.
+
+use std::time::Duration;
+
+use e2e::fake_api::FakeApiServer;
+use e2e::harness::eventually;
+use scs_operator::config::OperatorConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(address: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_probes_answer() {
+    let server = FakeApiServer::start().await;
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controllers =
+        tokio::spawn(scs_operator::controller::run(server.client(), OperatorConfig::default(), Some(address), async {
+            let _ = stopped.await;
+        }));
+    eventually("healthz answers 200", || async {
+        get(address, "/healthz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    eventually("readyz answers 200 once caches synced", || async {
+        get(address, "/readyz").await.is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.ends_with("ready\n"))
+    })
+    .await;
+    assert!(get(address, "/nothing").await.unwrap().starts_with("HTTP/1.1 404"));
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), controllers).await.expect("stops on shutdown").unwrap();
+}
