@@ -1,0 +1,201 @@
+//! Every manifest in `manifests/` is a well-formed object of its kind, the kustomizations point at
+//! files that exist, and the operator's ClusterRole grants exactly what the controllers use.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use scs_operator::builders::rbac::BOUND_CLUSTER_ROLES;
+use scs_operator::config::OperatorConfig;
+use scs_operator::controller::managed::{Scope, managed_kinds};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Parses `value` as `K` and checks that nothing was dropped on the way (a misspelt field would be).
+fn typed<K: DeserializeOwned + serde::Serialize>(value: &Value, path: &Path) -> K {
+    let object: K = serde_path_to_error::deserialize(value).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let back = serde_json::to_value(&object).unwrap();
+    assert!(
+        scs_operator::controller::diff::contains(&back, value),
+        "{}: fields were not recognised (misspelt?) in {}",
+        path.display(),
+        value["metadata"]["name"]
+    );
+    object
+}
+
+#[test]
+fn every_manifest_is_a_well_formed_object() {
+    let mut checked = 0;
+    for path in yaml_files(&root().join("manifests")) {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if path.components().any(|c| c.as_os_str() == "health-testdata") {
+            continue; // objects of our own CRDs for the health tests, status only
+        }
+        for document in documents(&path) {
+            let kind = document["kind"].as_str().unwrap_or_default();
+            match kind {
+                "Namespace" => drop(typed::<Namespace>(&document, &path)),
+                "ServiceAccount" => drop(typed::<ServiceAccount>(&document, &path)),
+                "ConfigMap" => drop(typed::<ConfigMap>(&document, &path)),
+                "ClusterRole" => drop(typed::<ClusterRole>(&document, &path)),
+                "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, &path)),
+                "Deployment" => drop(typed::<Deployment>(&document, &path)),
+                "ValidatingAdmissionPolicy" => drop(typed::<ValidatingAdmissionPolicy>(&document, &path)),
+                "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(&document, &path)),
+                "Kustomization" => assert_eq!(name, "kustomization.yaml", "{}", path.display()),
+                "Application" => {
+                    // Argo CD's own type: the fields Argo CD needs, and a path that exists here when
+                    // the source is this repository.
+                    assert_eq!(document["apiVersion"], "argoproj.io/v1alpha1");
+                    let source_path = document["spec"]["source"]["path"].as_str().unwrap();
+                    assert!(document["spec"]["destination"]["server"].is_string());
+                    if document["metadata"]["name"] == "scs-operator" {
+                        assert!(root().join(source_path).join("kustomization.yaml").exists(), "{source_path}");
+                    }
+                }
+                other => panic!("{}: unexpected kind {other:?}", path.display()),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} documents");
+}
+
+#[test]
+fn kustomizations_reference_what_exists() {
+    for path in yaml_files(&root().join("manifests")).into_iter().filter(|p| p.ends_with("kustomization.yaml")) {
+        let dir = path.parent().unwrap();
+        let document = &documents(&path)[0];
+        for resource in document["resources"].as_array().unwrap() {
+            let target = dir.join(resource.as_str().unwrap());
+            let is_kustomization = ["kustomization.yaml", "Kustomization"].iter().any(|f| target.join(f).exists());
+            assert!(target.is_file() || is_kustomization, "{}: {} does not exist", path.display(), target.display());
+        }
+        for patch in document["patches"].as_array().into_iter().flatten() {
+            if let Some(file) = patch["path"].as_str() {
+                assert!(dir.join(file).is_file(), "{}: patch {file} does not exist", path.display());
+            } else {
+                assert!(patch["patch"].is_string() && patch["target"]["kind"].is_string(), "{}", path.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn configurations_in_manifests_load() {
+    let base = &documents(&root().join("manifests/base/operator-config.yaml"))[0];
+    let config = OperatorConfig::from_yaml(base["data"]["operator-config.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config, OperatorConfig::default(), "the base ConfigMap shows the defaults");
+    let kind = &documents(&root().join("manifests/overlays/kind/operator-config.yaml"))[0];
+    let config = OperatorConfig::from_yaml(kind["data"]["operator-config.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(config.runtime_class.handler, "runc", "pods must really run on kind");
+    assert!(config.runtime_class.node_selector.is_empty());
+}
+
+#[test]
+fn operator_deployment_is_locked_down() {
+    let deployment: Deployment =
+        typed(&documents(&root().join("manifests/base/operator-deployment.yaml"))[0], Path::new("deployment"));
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("scs-operator"));
+    assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+    let container = &pod.containers[0];
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert!(container.resources.as_ref().unwrap().limits.is_some());
+    assert_eq!(container.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+    assert_eq!(container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+    let args = container.args.clone().unwrap().join(" ");
+    assert!(
+        args.contains("--config /etc/scs/operator-config.yaml") && args.contains("--health-addr 0.0.0.0:8080"),
+        "{args}"
+    );
+    assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 8080);
+    assert_eq!(container.volume_mounts.as_ref().unwrap()[0].mount_path, "/etc/scs");
+}
+
+/// `(group, resource, verb)` granted by the operator's ClusterRole (without `bind`).
+fn granted(role: &ClusterRole) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in role.rules.iter().flatten().filter(|r| !r.verbs.contains(&"bind".to_string())) {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn operator_cluster_role_grants_exactly_what_the_code_uses() {
+    let documents = documents(&root().join("manifests/base/operator-rbac.yaml"));
+    let role: ClusterRole = typed(documents.iter().find(|d| d["kind"] == "ClusterRole").unwrap(), Path::new("rbac"));
+    let mut needed = BTreeSet::new();
+    let mut need = |group: &str, resource: &str, verbs: &[&str]| {
+        for verb in verbs {
+            needed.insert((group.to_string(), resource.to_string(), verb.to_string()));
+        }
+    };
+    for kind in managed_kinds() {
+        let verbs: &[&str] = match kind.scope {
+            Scope::Platform => &["get", "create", "patch"],
+            Scope::Tenant | Scope::Workload => &["get", "list", "watch", "create", "patch", "delete"],
+        };
+        need(&kind.resource.group, &kind.resource.plural, verbs);
+    }
+    for crd in scs_operator::api::crds() {
+        need("scs.dev", &crd.spec.names.plural, &["get", "list", "watch", "patch"]);
+        need("scs.dev", &format!("{}/status", crd.spec.names.plural), &["get", "patch"]);
+    }
+    need("events.k8s.io", "events", &["create", "patch"]);
+    assert_eq!(granted(&role), needed, "the ClusterRole must match the code's managed kinds exactly");
+
+    for rule in role.rules.iter().flatten() {
+        assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "impersonate"), "{rule:?}");
+        assert!(!rule.resources.iter().flatten().any(|r| r == "*"), "{rule:?}");
+        assert!(!rule.api_groups.iter().flatten().any(|g| g == "*"), "{rule:?}");
+    }
+    let bind = role.rules.iter().flatten().find(|r| r.verbs == ["bind"]).expect("a bind rule");
+    let mut names = bind.resource_names.clone().unwrap();
+    names.sort();
+    let mut bound: Vec<String> = BOUND_CLUSTER_ROLES.iter().map(|s| s.to_string()).collect();
+    bound.sort();
+    assert_eq!(names, bound, "bind exactly on the role ClusterRoles the operator hands out");
+    assert_eq!(bind.resources.as_deref(), Some(&["clusterroles".to_string()][..]));
+}
