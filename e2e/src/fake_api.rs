@@ -11,8 +11,9 @@
 //! - admission of any kind: no schema or CEL validation, no defaulting, no RBAC, no webhooks,
 //!   no Pod Security, no quota enforcement;
 //! - real server-side apply field ownership: an apply is a JSON merge of the applied object into
-//!   the live one, so fields dropped from an applied configuration are not removed, and no
-//!   conflicts are reported;
+//!   the live one, so fields dropped from an applied configuration are not removed. Conflicts are
+//!   approximated: a non-forced apply that changes a leaf field (lists count as leaves) last
+//!   written by another field manager fails with 409;
 //! - garbage collection in full: deleting an object deletes its dependents (owner references by
 //!   UID) at once, in the background style, with no orphan or foreground propagation, and
 //!   namespace deletion removes the namespace's objects at once (the real namespace controller is
@@ -93,9 +94,13 @@ struct Failure {
     code: u16,
 }
 
+/// Which field manager last wrote each leaf field of an object (lists count as leaves).
+type FieldOwners = BTreeMap<String, String>;
+
 #[derive(Default)]
 struct Store {
     objects: BTreeMap<Collection, BTreeMap<(String, String), Value>>,
+    owners: BTreeMap<(Collection, String, String), FieldOwners>,
     resource_version: u64,
     history: Vec<WatchRecord>,
     uid: u64,
@@ -541,7 +546,14 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             Some(object) => respond(200, &as_metadata(&object, metadata_only)),
             None => not_found(),
         },
-        Method::POST => match parsed().and_then(|object| create(&mut store, &state.events, &target, object)) {
+        Method::POST => match parsed().and_then(|object| {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let owner_key = (target.collection.clone(), target.namespace.clone().unwrap_or_default(), name.clone());
+            store.owners.remove(&owner_key);
+            let manager = query.get("fieldManager").cloned().unwrap_or_default();
+            record_owners(&mut store, &target, &name, &object, &manager);
+            create(&mut store, &state.events, &target, object)
+        }) {
             Ok(created) => respond(201, &created),
             Err(error) => error.response(),
         },
@@ -565,7 +577,11 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         },
         Method::PATCH => match parsed() {
             Err(error) => error.response(),
-            Ok(patch) => patch_object(&mut store, &state, &target, current, patch, &content_type),
+            Ok(patch) => {
+                let manager = query.get("fieldManager").cloned().unwrap_or_default();
+                let force = query.get("force").is_some_and(|f| f == "true");
+                patch_object(&mut store, &state, &target, current, patch, &content_type, &manager, force)
+            }
         },
         Method::DELETE => match current {
             Some(current) => respond(200, &delete(&mut store, &state.events, &target, current)),
@@ -576,6 +592,55 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     Ok(response)
 }
 
+/// Leaf paths of `value` with their values (objects descend, everything else is a leaf).
+fn leaves(value: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
+    match value.as_object() {
+        Some(fields) if !fields.is_empty() => {
+            for (key, child) in fields {
+                leaves(child, &format!("{prefix}.{key}"), out);
+            }
+        }
+        _ => out.push((prefix.to_string(), value.clone())),
+    }
+}
+
+fn written_fields(patch: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    leaves(patch, "", &mut out);
+    out.retain(|(path, _)| {
+        !matches!(path.as_str(), ".apiVersion" | ".kind" | ".metadata.name" | ".metadata.namespace")
+    });
+    out
+}
+
+/// A non-forced apply may not change a field another manager wrote last.
+fn apply_conflicts(owners: Option<&FieldOwners>, live: &Value, patch: &Value, manager: &str) -> Vec<String> {
+    let Some(owners) = owners else { return Vec::new() };
+    written_fields(patch)
+        .into_iter()
+        .filter(|(path, value)| {
+            let pointer = path.replace('.', "/");
+            let changes = live.pointer(&pointer) != Some(value);
+            changes && owners.get(path).is_some_and(|owner| owner != manager)
+        })
+        .map(|(path, _)| format!("conflict with {:?}: {path}", owners[&path]))
+        .collect()
+}
+
+/// Records `manager` as the writer of the fields `patch` sets, and forgets fields it removes.
+fn record_owners(store: &mut Store, target: &Target, name: &str, patch: &Value, manager: &str) {
+    let key = (target.collection.clone(), target.namespace.clone().unwrap_or_default(), name.to_string());
+    let owners = store.owners.entry(key).or_default();
+    for (path, value) in written_fields(patch) {
+        if value.is_null() {
+            owners.remove(&path);
+        } else {
+            owners.insert(path, manager.to_string());
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn patch_object(
     store: &mut Store,
     state: &State,
@@ -583,10 +648,33 @@ fn patch_object(
     current: Option<Value>,
     patch: Value,
     content_type: &str,
+    manager: &str,
+    force: bool,
 ) -> Response<Body> {
     let apply = content_type.starts_with("application/apply-patch");
+    let name = target.name.clone().unwrap_or_default();
+    if let Some(live) = &current
+        && apply
+        && !force
+    {
+        let owner_key = (target.collection.clone(), target.namespace.clone().unwrap_or_default(), name.clone());
+        let conflicts = apply_conflicts(store.owners.get(&owner_key), live, &patch, manager);
+        if !conflicts.is_empty() {
+            return status_error(
+                409,
+                "Conflict",
+                &format!("Apply failed with {} conflict(s): {}", conflicts.len(), conflicts.join("; ")),
+            );
+        }
+    }
+    if !content_type.starts_with("application/json-patch") {
+        record_owners(store, target, &name, &patch, manager);
+    }
     let Some(current) = current else {
         if apply && target.subresource.is_none() {
+            let owner_key = (target.collection.clone(), target.namespace.clone().unwrap_or_default(), name.clone());
+            store.owners.remove(&owner_key);
+            record_owners(store, target, &name, &patch, manager);
             return match create(store, &state.events, target, patch) {
                 Ok(created) => respond(201, &created),
                 Err(error) => error.response(),

@@ -26,6 +26,18 @@ enum Command {
         /// Address of the /healthz and /readyz endpoints.
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080", env = "SCS_HEALTH_ADDR")]
         health_addr: std::net::SocketAddr,
+        /// Reconcile only while holding the Lease (run several replicas safely).
+        #[arg(long, env = "SCS_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Name of the Lease.
+        #[arg(long, default_value = "scs-operator")]
+        lease_name: String,
+        /// Namespace of the Lease (the pod's namespace in a cluster).
+        #[arg(long, default_value = "scs-system", env = "POD_NAMESPACE")]
+        lease_namespace: String,
+        /// Seconds the Lease stays valid without renewal: how long a standby waits for a dead leader.
+        #[arg(long, default_value_t = 15)]
+        lease_duration: u64,
     },
     /// Print the CustomResourceDefinitions as multi-document YAML (or write one file per CRD).
     Crdgen {
@@ -50,7 +62,16 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config, health_addr } => run_controllers(config, health_addr),
+        Command::Run { config, health_addr, leader_elect, lease_name, lease_namespace, lease_duration } => {
+            let election = leader_elect.then(|| scs_operator::controller::leader::Election {
+                lease: lease_name,
+                namespace: lease_namespace,
+                identity: std::env::var("POD_NAME").unwrap_or_else(|_| format!("scs-operator-{}", std::process::id())),
+                duration: std::time::Duration::from_secs(lease_duration),
+                grace: std::time::Duration::from_secs((lease_duration / 3).max(2)),
+            });
+            run_controllers(config, health_addr, election)
+        }
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
     }
@@ -63,7 +84,11 @@ fn load_config(path: Option<PathBuf>) -> Result<OperatorConfig, ExitCode> {
     })
 }
 
-fn run_controllers(config: Option<PathBuf>, health_addr: std::net::SocketAddr) -> ExitCode {
+fn run_controllers(
+    config: Option<PathBuf>,
+    health_addr: std::net::SocketAddr,
+    election: Option<scs_operator::controller::leader::Election>,
+) -> ExitCode {
     let config = match load_config(config) {
         Ok(config) => config,
         Err(code) => return code,
@@ -82,8 +107,22 @@ fn run_controllers(config: Option<PathBuf>, health_addr: std::net::SocketAddr) -
                 return ExitCode::FAILURE;
             }
         };
-        scs_operator::controller::run(client, config, Some(health_addr), shutdown_signal()).await;
-        ExitCode::SUCCESS
+        let Some(election) = election else {
+            scs_operator::controller::run(client, config, Some(health_addr), shutdown_signal()).await;
+            return ExitCode::SUCCESS;
+        };
+        use scs_operator::controller::leader::{Outcome, run_elected};
+        match run_elected(client, config, Some(health_addr), election, shutdown_signal()).await {
+            Ok(Outcome::Shutdown) => ExitCode::SUCCESS,
+            Ok(Outcome::LostLeadership) => {
+                eprintln!("error: lost the lease to another replica; exiting to restart as a standby");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: leader election: {e}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

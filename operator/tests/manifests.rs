@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use scs_operator::builders::rbac::BOUND_CLUSTER_ROLES;
 use scs_operator::config::OperatorConfig;
 use scs_operator::controller::managed::{Scope, managed_kinds};
@@ -70,6 +71,9 @@ fn every_manifest_is_a_well_formed_object() {
                 "ConfigMap" => drop(typed::<ConfigMap>(&document, &path)),
                 "ClusterRole" => drop(typed::<ClusterRole>(&document, &path)),
                 "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&document, &path)),
+                "Role" => drop(typed::<Role>(&document, &path)),
+                "RoleBinding" => drop(typed::<RoleBinding>(&document, &path)),
+                "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(&document, &path)),
                 "Deployment" => drop(typed::<Deployment>(&document, &path)),
                 "ValidatingAdmissionPolicy" => drop(typed::<ValidatingAdmissionPolicy>(&document, &path)),
                 "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(&document, &path)),
@@ -124,6 +128,23 @@ fn configurations_in_manifests_load() {
 }
 
 #[test]
+fn leader_election_may_use_its_lease_and_nothing_else() {
+    let documents = documents(&root().join("manifests/base/operator-rbac.yaml"));
+    let role: Role = typed(documents.iter().find(|d| d["kind"] == "Role").unwrap(), Path::new("rbac"));
+    assert_eq!(role.metadata.namespace.as_deref(), Some("scs-system"));
+    let mut grants: Vec<(Vec<String>, Option<Vec<String>>)> =
+        role.rules.unwrap().into_iter().map(|r| (r.verbs, r.resource_names)).collect();
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            (vec!["create".to_string()], None),
+            (vec!["get".to_string(), "patch".to_string()], Some(vec!["scs-operator".to_string()])),
+        ]
+    );
+}
+
+#[test]
 fn operator_deployment_is_locked_down() {
     let deployment: Deployment =
         typed(&documents(&root().join("manifests/base/operator-deployment.yaml"))[0], Path::new("deployment"));
@@ -143,6 +164,9 @@ fn operator_deployment_is_locked_down() {
         args.contains("--config /etc/scs/operator-config.yaml") && args.contains("--health-addr 0.0.0.0:8080"),
         "{args}"
     );
+    assert!(args.contains("--leader-elect"), "several replicas need leader election: {args}");
+    let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+    assert!(env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"), "{env:?}");
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 8080);
     assert_eq!(container.volume_mounts.as_ref().unwrap()[0].mount_path, "/etc/scs");
 }

@@ -41,16 +41,49 @@ async fn answer(
     })
 }
 
+/// Probes of a standby replica, which holds no caches: alive and ready to take over.
+pub async fn serve_standby(address: SocketAddr) {
+    let Ok(listener) = bind(address).await else { return };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                Ok::<_, Infallible>(match request.uri().path() {
+                    "/healthz" => reply(StatusCode::OK, "ok\n"),
+                    "/readyz" => reply(StatusCode::OK, "standby\n"),
+                    _ => reply(StatusCode::NOT_FOUND, "not found\n"),
+                })
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    // A standby server may still be letting go of the port when the leader's starts.
+    let mut attempts = 0;
+    loop {
+        match TcpListener::bind(address).await {
+            Ok(listener) => {
+                info!(%address, "serving /healthz and /readyz");
+                return Ok(listener);
+            }
+            Err(error) if attempts < 20 => {
+                attempts += 1;
+                let _ = error;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(error) => {
+                warn!(%address, %error, "cannot serve health probes");
+                return Err(error);
+            }
+        }
+    }
+}
+
 /// Serves the probes on `address` until the task is dropped.
 pub async fn serve(address: SocketAddr, ctx: Arc<Context>) {
-    let listener = match TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            warn!(%address, %error, "cannot serve health probes");
-            return;
-        }
-    };
-    info!(%address, "serving /healthz and /readyz");
+    let Ok(listener) = bind(address).await else { return };
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let ctx = ctx.clone();

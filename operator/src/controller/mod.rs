@@ -10,6 +10,7 @@ pub mod context;
 pub mod diff;
 pub mod error;
 pub mod health;
+pub mod leader;
 pub mod managed;
 pub mod sdn_network;
 pub mod sync;
