@@ -36,6 +36,22 @@ async fn health_and_readiness_probes_answer() {
     })
     .await;
     assert!(get(address, "/nothing").await.unwrap().starts_with("HTTP/1.1 404"));
+
+    // A tenant to reconcile, then the metrics show the work.
+    let tenant: scs_operator::api::Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "metered"}, "spec": {}
+    }))
+    .unwrap();
+    kube::Api::<scs_operator::api::Tenant>::all(server.client()).create(&Default::default(), &tenant).await.unwrap();
+    eventually("metrics show the reconcile", || async {
+        get(address, "/metrics").await.is_some_and(|r| {
+            r.contains("scs_operator_reconciles_total{controller=\"tenant\",result=\"success\"}")
+                && r.contains("scs_operator_managed_objects{kind=\"Namespace\"}")
+                && r.contains("scs_operator_leader 1")
+                && r.contains("scs_operator_reconcile_duration_seconds_count{controller=\"tenant\"}")
+        })
+    })
+    .await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), controllers).await.expect("stops on shutdown").unwrap();
 }

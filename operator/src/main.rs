@@ -38,6 +38,12 @@ enum Command {
         /// Seconds the Lease stays valid without renewal: how long a standby waits for a dead leader.
         #[arg(long, default_value_t = 15)]
         lease_duration: u64,
+        /// Log format: `text` or `json` (one object per line).
+        #[arg(long, default_value = "text", env = "SCS_LOG_FORMAT", value_parser = ["text", "json"])]
+        log_format: String,
+        /// Seconds in-flight reconciles get to finish after SIGTERM before the process exits anyway.
+        #[arg(long, default_value_t = 30)]
+        shutdown_timeout: u64,
     },
     /// Print the CustomResourceDefinitions as multi-document YAML (or write one file per CRD).
     Crdgen {
@@ -62,7 +68,16 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run { config, health_addr, leader_elect, lease_name, lease_namespace, lease_duration } => {
+        Command::Run {
+            config,
+            health_addr,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+            lease_duration,
+            log_format,
+            shutdown_timeout,
+        } => {
             let election = leader_elect.then(|| scs_operator::controller::leader::Election {
                 lease: lease_name,
                 namespace: lease_namespace,
@@ -70,7 +85,8 @@ fn main() -> ExitCode {
                 duration: std::time::Duration::from_secs(lease_duration),
                 grace: std::time::Duration::from_secs((lease_duration / 3).max(2)),
             });
-            run_controllers(config, health_addr, election)
+            init_logging(&log_format);
+            run_controllers(config, health_addr, election, std::time::Duration::from_secs(shutdown_timeout))
         }
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
@@ -88,19 +104,15 @@ fn run_controllers(
     config: Option<PathBuf>,
     health_addr: std::net::SocketAddr,
     election: Option<scs_operator::controller::leader::Election>,
+    shutdown_timeout: std::time::Duration,
 ) -> ExitCode {
     let config = match load_config(config) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into()),
-        )
-        .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        let client = match kube::Client::try_default().await {
+        let client = match client().await {
             Ok(client) => client,
             Err(e) => {
                 eprintln!("error: cannot reach a Kubernetes API server: {e}");
@@ -108,11 +120,11 @@ fn run_controllers(
             }
         };
         let Some(election) = election else {
-            scs_operator::controller::run(client, config, Some(health_addr), shutdown_signal()).await;
+            scs_operator::controller::run(client, config, Some(health_addr), shutdown_signal(shutdown_timeout)).await;
             return ExitCode::SUCCESS;
         };
         use scs_operator::controller::leader::{Outcome, run_elected};
-        match run_elected(client, config, Some(health_addr), election, shutdown_signal()).await {
+        match run_elected(client, config, Some(health_addr), election, shutdown_signal(shutdown_timeout)).await {
             Ok(Outcome::Shutdown) => ExitCode::SUCCESS,
             Ok(Outcome::LostLeadership) => {
                 eprintln!("error: lost the lease to another replica; exiting to restart as a standby");
@@ -126,8 +138,36 @@ fn run_controllers(
     })
 }
 
-/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
-async fn shutdown_signal() {
+/// A client for the current kube context or the in-cluster config, counting its requests.
+async fn client() -> Result<kube::Client, kube::Error> {
+    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let layer = scs_operator::controller::metrics::api_request_layer();
+    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C; from then on the process has
+/// `timeout` to finish its in-flight work before it exits regardless.
+async fn shutdown_signal(timeout: std::time::Duration) {
+    wait_for_signal().await;
+    tracing::info!(?timeout, "shutting down: finishing in-flight reconciles");
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        eprintln!("error: in-flight work did not finish within {timeout:?} of SIGTERM; exiting");
+        std::process::exit(1);
+    });
+}
+
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

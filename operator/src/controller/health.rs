@@ -1,7 +1,7 @@
 //! `/healthz` and `/readyz` for the kubelet's probes.
 //!
 //! Live while the process serves; ready once the Tenant and SdnNetwork caches have synced.
-//! Metrics and leader status are not served yet.
+//! `/metrics` serves the Prometheus metrics (see [`super::metrics`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,12 +21,21 @@ fn reply(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     Response::builder().status(status).body(Full::new(Bytes::from_static(text.as_bytes()))).expect("response")
 }
 
+fn metrics_reply() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(Full::new(Bytes::from(super::metrics::metrics().encode())))
+        .expect("response")
+}
+
 async fn answer(
     ctx: Arc<Context>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match request.uri().path() {
         "/healthz" => reply(StatusCode::OK, "ok\n"),
+        "/metrics" => metrics_reply(),
         "/readyz" => {
             // `wait_until_ready` resolves at once when the store has synced.
             let synced = futures::FutureExt::now_or_never(ctx.tenants.wait_until_ready()).is_some_and(|r| r.is_ok())
@@ -51,6 +60,7 @@ pub async fn serve_standby(address: SocketAddr) {
                 Ok::<_, Infallible>(match request.uri().path() {
                     "/healthz" => reply(StatusCode::OK, "ok\n"),
                     "/readyz" => reply(StatusCode::OK, "standby\n"),
+                    "/metrics" => metrics_reply(),
                     _ => reply(StatusCode::NOT_FOUND, "not found\n"),
                 })
             });

@@ -51,6 +51,7 @@ pub async fn run_elected(
         .build()
         .await?;
     let (mut leading, lease_task) = manager.watch().await;
+    super::metrics::metrics().set_leader(false);
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
     // Standby: healthy and ready (there is nothing to sync), waiting for the lease.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod leader;
 pub mod managed;
+pub mod metrics;
 pub mod sdn_network;
 pub mod sync;
 pub mod tenant;
@@ -58,6 +59,14 @@ where
     let events =
         reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
     (store, events)
+}
+
+/// Times a reconcile for the metrics.
+async fn timed<T, E>(controller: &'static str, reconcile: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = reconcile.await;
+    metrics::metrics().reconciled(controller, result.is_ok(), started.elapsed());
+    result
 }
 
 fn backoff_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
@@ -180,21 +189,23 @@ pub async fn run(
     let shutdown = futures::FutureExt::shared(shutdown);
     let tenants = tenant_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(tenant::reconcile, error_policy, ctx.clone())
+        .run(|object, ctx| timed("tenant", tenant::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "Tenant"));
     let workloads = workload_controller
         .graceful_shutdown_on(shutdown.clone())
-        .run(workload::reconcile, error_policy, ctx.clone())
+        .run(|object, ctx| timed("secureworkload", workload::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SecureWorkload"));
     let networks = network_controller
         .graceful_shutdown_on(shutdown)
-        .run(sdn_network::reconcile, error_policy, ctx.clone())
+        .run(|object, ctx| timed("sdnnetwork", sdn_network::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
+    metrics::metrics().set_leader(true);
     info!("controllers started");
     let probes = health.map(|address| tokio::spawn(health::serve(address, ctx.clone())));
     future::join3(tenants, networks, workloads).await;
     if let Some(probes) = probes {
         probes.abort();
     }
+    metrics::metrics().set_leader(false);
     info!("controllers stopped");
 }

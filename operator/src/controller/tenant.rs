@@ -17,6 +17,7 @@ use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
 use super::managed::Scope;
+use super::metrics::{count_by_kind, metrics};
 use super::sync;
 use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
@@ -198,6 +199,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     if report.applied > 0 || report.deleted > 0 {
         info!(tenant = %name, applied = report.applied, deleted = report.deleted, "tenant children synced");
     }
+    metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
     let status = compute_status(tenant, ctx, &states, &report, &held);
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
@@ -374,6 +376,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         return Err(Error::DeletionHeld(message));
     }
     let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
+    metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
     info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
     Ok(Action::await_change())
 }

@@ -15,6 +15,7 @@ use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::Result;
 use super::managed::Scope;
+use super::metrics::{count_by_kind, metrics};
 use super::sync;
 use super::workload_status::{assess, observe};
 use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, WorkloadPhase};
@@ -29,7 +30,9 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
             return Ok(Action::await_change());
         }
     };
+    let owner = format!("SecureWorkload/{}/{}", workload.namespace().unwrap_or_default(), workload.name_any());
     if workload.meta().deletion_timestamp.is_some() {
+        metrics().owns(&owner, &Default::default());
         return Ok(Action::await_change()); // garbage collection removes the owned children
     }
     let _ = ctx.tenants.wait_until_ready().await;
@@ -82,6 +85,7 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
     if report.applied > 0 || report.deleted > 0 {
         info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
     }
+    metrics().owns(&owner, &count_by_kind(&desired));
 
     let kind = workload.spec.kind;
     let live = report
