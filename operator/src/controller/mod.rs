@@ -56,8 +56,11 @@ where
 {
     let (store, writer) = reflector::store::<DeserializeGuard<K>>();
     let api = Api::<DeserializeGuard<K>>::all(client);
-    let events =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
+    // managedFields are never read here and are often the larger part of an object.
+    let changes = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|object| object.managed_fields_mut().clear());
+    let events = reflector::reflector(writer, changes).touched_objects();
     (store, events)
 }
 
