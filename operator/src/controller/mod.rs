@@ -57,11 +57,24 @@ where
     let (store, writer) = reflector::store::<DeserializeGuard<K>>();
     let api = Api::<DeserializeGuard<K>>::all(client);
     // managedFields are never read here and are often the larger part of an object.
-    let changes = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|object| object.managed_fields_mut().clear());
+    let changes =
+        watcher(api, watcher::Config::default()).default_backoff().modify(|object| object.managed_fields_mut().clear());
     let events = reflector::reflector(writer, changes).touched_objects();
     (store, events)
+}
+
+/// The object inside a deserialization guard, or `None` (logged) when it could not be read. The
+/// API server stores only valid objects, so this means a client/CRD version skew; the object is
+/// left alone until it changes.
+fn readable<K: kube::Resource<DynamicType = ()>>(guarded: &DeserializeGuard<K>) -> Option<&K> {
+    match &guarded.0 {
+        Ok(object) => Some(object),
+        Err(invalid) => {
+            let name = invalid.metadata.name.as_deref().unwrap_or("");
+            warn!(kind = %K::kind(&()), name, error = %invalid.error, "cannot read object; waiting for it to change");
+            None
+        }
+    }
 }
 
 /// Times a reconcile for the metrics.

@@ -8,7 +8,6 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::json;
-use tracing::warn;
 
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
@@ -18,13 +17,7 @@ use crate::builders::labels;
 use crate::validate::rules;
 
 pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Context>) -> Result<Action> {
-    let network = match &guarded.0 {
-        Ok(network) => network,
-        Err(invalid) => {
-            warn!(name = invalid.metadata.name.as_deref().unwrap_or(""), error = %invalid.error, "cannot read SdnNetwork");
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(network) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let name = network.name_any();
     let generation = network.metadata.generation;
     let mut users: Vec<_> = ctx.readable_tenants().into_iter().filter(|t| t.spec.networks.contains(&name)).collect();

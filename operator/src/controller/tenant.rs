@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
@@ -31,14 +31,8 @@ pub const FORCE_DELETE: &str = "scs.dev/force-delete";
 
 /// Entry point for the controller: unwraps the deserialization guard and runs the finalizer.
 pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
-    let tenant = match &guarded.0 {
-        Ok(tenant) => Arc::new(tenant.clone()),
-        Err(invalid) => {
-            // The API server stores only valid objects; this is a client/CRD version skew.
-            warn!(name = invalid.metadata.name.as_deref().unwrap_or(""), error = %invalid.error, "cannot read Tenant");
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(tenant) = super::readable(&guarded) else { return Ok(Action::await_change()) };
+    let tenant = Arc::new(tenant.clone());
     // Namespace claims are decided against every tenant: wait for the cache to be complete.
     let _ = ctx.tenants.wait_until_ready().await;
     let _ = ctx.networks.wait_until_ready().await;

@@ -9,7 +9,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
@@ -23,13 +23,7 @@ use crate::builders::{labels, workload};
 use crate::validate::{FieldError, cross, rules};
 
 pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
-    let workload = match &guarded.0 {
-        Ok(workload) => workload,
-        Err(invalid) => {
-            warn!(name = invalid.metadata.name.as_deref().unwrap_or(""), error = %invalid.error, "cannot read SecureWorkload");
-            return Ok(Action::await_change());
-        }
-    };
+    let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let owner = format!("SecureWorkload/{}/{}", workload.namespace().unwrap_or_default(), workload.name_any());
     if workload.meta().deletion_timestamp.is_some() {
         metrics().owns(&owner, &Default::default());
