@@ -39,6 +39,15 @@ async fn ready_acme() -> Harness {
     harness.create_network(office()).await;
     harness.create_tenant(acme()).await;
     eventually("acme Ready", || async { harness.is_ready("acme") }).await;
+    // The Ready event is written just after the status; tests that count writes start after it.
+    eventually("Ready event", || async { harness.event_reasons().contains(&"Ready".to_string()) }).await;
+    eventually("network status lists acme", || async {
+        harness
+            .server
+            .get("/apis/scs.dev/v1alpha1/sdnnetworks/office")
+            .is_some_and(|n| n["status"]["tenants"] == json!(["acme"]))
+    })
+    .await;
     harness
 }
 

@@ -89,6 +89,8 @@ impl Env {
         eventually("deployment created", || async { self.deployment("web").is_some() }).await;
         self.roll_out("web");
         eventually("web Running", || async { self.status("web")["phase"] == "Running" }).await;
+        // The phase event follows the status write; tests that count writes start after it.
+        eventually("Running event", || async { self.harness.event_reasons().contains(&"Running".to_string()) }).await;
         self
     }
 }
