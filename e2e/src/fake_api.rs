@@ -150,6 +150,11 @@ impl FakeApiServer {
         Self { address, state, task }
     }
 
+    /// Where the server listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// A real `kube::Client` talking to this server.
     pub fn client(&self) -> kube::Client {
         let url = format!("http://{}", self.address).parse().expect("url");
@@ -718,6 +723,20 @@ fn in_scope(target: &Target, object: &Value, selector: &str) -> bool {
     namespace_ok && labels_match(object, selector)
 }
 
+/// Like the API server, list items of built-in kinds carry no `apiVersion` or `kind` (custom
+/// resources, stored unstructured, keep theirs).
+fn without_item_types(collection: &Collection, mut item: Value) -> Value {
+    let group = collection.group_version.split('/').nth(1).unwrap_or("");
+    let built_in = collection.group_version.starts_with("api/")
+        || ["apps", "batch", "autoscaling", "policy"].contains(&group)
+        || group.ends_with(".k8s.io");
+    if built_in && let Some(fields) = item.as_object_mut() {
+        fields.remove("apiVersion");
+        fields.remove("kind");
+    }
+    item
+}
+
 fn list_response(state: &State, target: &Target, selector: &str, metadata_only: bool) -> Response<Body> {
     let store = state.store.lock().unwrap();
     let items: Vec<Value> = store
@@ -726,7 +745,7 @@ fn list_response(state: &State, target: &Target, selector: &str, metadata_only: 
         .into_iter()
         .flat_map(|m| m.values())
         .filter(|o| in_scope(target, o, selector))
-        .map(|o| as_metadata(o, metadata_only))
+        .map(|o| without_item_types(&target.collection, as_metadata(o, metadata_only)))
         .collect();
     let kind = if metadata_only { "PartialObjectMetadataList" } else { "List" };
     let api_version = if metadata_only { "meta.k8s.io/v1" } else { "v1" };
@@ -793,7 +812,9 @@ fn watch_response(
         loop {
             match receiver.recv().await {
                 Ok(record) => return Some((record, receiver)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                // Like a real API server's "too old" answer: end the watch; the client watches again
+                // from its last version and the history replays what it missed.
+                Err(broadcast::error::RecvError::Lagged(_)) => return None,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }

@@ -8,6 +8,18 @@ use serde_json::Value;
 
 use crate::quantity;
 
+/// The live object already holds the desired one. Type fields are not compared: list items of
+/// built-in kinds come without `apiVersion` and `kind`.
+pub fn holds(live: &Value, desired: &Value) -> bool {
+    match desired.as_object() {
+        Some(fields) => fields
+            .iter()
+            .filter(|(key, _)| *key != "apiVersion" && *key != "kind")
+            .all(|(key, value)| live.get(key).is_some_and(|l| contains(l, value))),
+        None => contains(live, desired),
+    }
+}
+
 /// `live` contains every field of `desired` with an equal value (quantities compared by value).
 pub fn contains(live: &Value, desired: &Value) -> bool {
     match (live, desired) {
@@ -45,6 +57,13 @@ mod tests {
         assert!(!contains(&live, &json!({"spec": {"hard": {"pods": "11"}}})));
         assert!(!contains(&live, &json!({"spec": {"hard": {"pods": "10", "cpu": "1"}}})));
         assert!(!contains(&json!({"list": [1, 2]}), &json!({"list": [1]})));
+    }
+
+    #[test]
+    fn list_items_without_types_still_hold_the_object() {
+        let desired = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}});
+        assert!(holds(&json!({"metadata": {"name": "a", "uid": "1"}}), &desired));
+        assert!(!holds(&json!({"metadata": {"name": "b"}}), &desired));
     }
 
     #[test]

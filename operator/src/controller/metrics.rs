@@ -104,6 +104,22 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
+    /// Requests of the operator's client with `verb` so far.
+    pub fn api_requests(&self, verb: &str) -> u64 {
+        self.api_requests.get_or_create(&VerbLabel { verb: verb.into() }).get()
+    }
+
+    /// Reconciles of `controller` so far, whatever their result.
+    pub fn reconciles(&self, controller: &str) -> u64 {
+        ["success", "error"]
+            .iter()
+            .map(|result| {
+                let labels = ReconcileLabels { controller: controller.into(), result: (*result).into() };
+                self.reconciles.get_or_create(&labels).get()
+            })
+            .sum()
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();

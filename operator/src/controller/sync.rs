@@ -6,21 +6,29 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::{Client, ResourceExt};
 use tracing::{debug, info};
 
-use super::diff::contains;
+use super::diff::holds;
 use super::error::{Error, Result};
 use super::managed::{self, ManagedKind, Scope};
 use crate::builders::Child;
 use crate::builders::labels::OPERATOR;
 
-/// What a sync did, and the live objects it saw (after its own writes).
+/// What a sync did, and the live objects it saw.
 #[derive(Debug, Default)]
 pub struct SyncReport {
     pub applied: usize,
     pub deleted: usize,
-    /// Live objects matching the selector, by kind, as listed before writing.
-    pub live: Vec<DynamicObject>,
+    /// Live objects matching the selector with their kind (list items carry no kind): as the API
+    /// server returned them from our writes, or as listed when unchanged.
+    pub live: Vec<(String, DynamicObject)>,
     /// Live objects that should go but were kept (see `keep` in [`sync_children`]).
     pub kept: Vec<DynamicObject>,
+}
+
+impl SyncReport {
+    /// Live objects of `kind`.
+    pub fn live_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a DynamicObject> + 'a {
+        self.live.iter().filter(move |(k, _)| k == kind).map(|(_, object)| object)
+    }
 }
 
 fn api_for(client: &Client, kind: &ManagedKind, namespace: Option<&str>) -> Api<DynamicObject> {
@@ -35,13 +43,13 @@ fn kind_of(child: &Child) -> Result<ManagedKind> {
         .ok_or_else(|| Error::Other(format!("{} {} is not a managed kind", child.api_version, child.kind)))
 }
 
-/// Server-side applies `child` (field manager `scs-operator`, forced).
-pub async fn apply(client: &Client, child: &Child) -> Result<()> {
+/// Server-side applies `child` (field manager `scs-operator`, forced); returns the object.
+pub async fn apply(client: &Client, child: &Child) -> Result<DynamicObject> {
     let kind = kind_of(child)?;
     let api = api_for(client, &kind, child.namespace.as_deref());
-    api.patch(&child.name, &PatchParams::apply(OPERATOR).force(), &Patch::Apply(&child.object)).await?;
+    let applied = api.patch(&child.name, &PatchParams::apply(OPERATOR).force(), &Patch::Apply(&child.object)).await?;
     info!(kind = %child.kind, namespace = child.namespace.as_deref().unwrap_or(""), name = %child.name, "applied");
-    Ok(())
+    Ok(applied)
 }
 
 /// Applies `child` unless the live object already holds it. Returns whether it wrote.
@@ -49,7 +57,7 @@ pub async fn ensure(client: &Client, child: &Child) -> Result<bool> {
     let kind = kind_of(child)?;
     let api = api_for(client, &kind, child.namespace.as_deref());
     if let Some(live) = api.get_opt(&child.name).await?
-        && contains(&serde_json::to_value(&live).unwrap_or_default(), &child.object)
+        && holds(&serde_json::to_value(&live).unwrap_or_default(), &child.object)
     {
         return Ok(false);
     }
@@ -69,18 +77,20 @@ async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> 
 }
 
 /// Syncs the managed kinds of `scope` against `desired`, finding live objects by `selector` (in
-/// `namespace`, or cluster-wide). `keep` may veto the deletion of a live object no longer desired.
+/// `namespace`, or cluster-wide). `keep(kind, object)` may veto the deletion of a live object no
+/// longer desired.
 pub async fn sync_children(
     client: &Client,
     scope: Scope,
     namespace: Option<&str>,
     selector: &str,
     desired: &[Child],
-    keep: impl Fn(&DynamicObject) -> bool,
+    keep: impl Fn(&str, &DynamicObject) -> bool,
 ) -> Result<SyncReport> {
     let mut report = SyncReport::default();
     let kinds = managed::kinds_of(scope);
     let mut live_by_kind = Vec::new();
+    let mut written_objects: Vec<(String, DynamicObject)> = Vec::new();
     for kind in &kinds {
         let live = api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await?.items;
         live_by_kind.push(live);
@@ -95,19 +105,20 @@ pub async fn sync_children(
                 (Some(_), Some(part)) => part,
                 _ => &child.object,
             };
-            let unchanged = current.is_some_and(|l| contains(&serde_json::to_value(l).unwrap_or_default(), wanted));
+            let unchanged = current.is_some_and(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted));
             if unchanged {
                 debug!(kind = %child.kind, name = %child.name, "unchanged");
                 continue;
             }
-            match (current, &child.mutable_part) {
+            let written = match (current, &child.mutable_part) {
                 // What may still change of a mostly immutable object, as a plain merge patch.
                 (Some(_), Some(part)) => {
                     let api = api_for(client, kind, child.namespace.as_deref());
-                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await?;
+                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await?
                 }
                 _ => apply(client, child).await?,
-            }
+            };
+            written_objects.push((kind.resource.kind.clone(), written));
             report.applied += 1;
         }
     }
@@ -120,7 +131,7 @@ pub async fn sync_children(
             if wanted || object.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            if keep(object) {
+            if keep(&kind.resource.kind, object) {
                 report.kept.push(object.clone());
                 continue;
             }
@@ -128,13 +139,23 @@ pub async fn sync_children(
             report.deleted += 1;
         }
     }
-    report.live = live_by_kind.into_iter().flatten().collect();
+    for (kind, live) in kinds.iter().zip(live_by_kind) {
+        for object in live {
+            let rewritten = written_objects.iter().any(|(k, w)| {
+                *k == kind.resource.kind && w.name_any() == object.name_any() && w.namespace() == object.namespace()
+            });
+            if !rewritten {
+                report.live.push((kind.resource.kind.clone(), object));
+            }
+        }
+    }
+    report.live.extend(written_objects);
     Ok(report)
 }
 
 /// Deletes every tenant object matching `selector`: cluster-scoped bindings and namespaced
 /// objects first, namespaces last.
 pub async fn delete_all(client: &Client, selector: &str) -> Result<usize> {
-    let report = sync_children(client, Scope::Tenant, None, selector, &[], |_| false).await?;
+    let report = sync_children(client, Scope::Tenant, None, selector, &[], |_, _| false).await?;
     Ok(report.deleted)
 }

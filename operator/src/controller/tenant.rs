@@ -179,17 +179,20 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             held.insert(namespace, data);
         }
     }
-    let report =
-        sync::sync_children(&ctx.client, Scope::Tenant, None, &selector(tenant), &desired, |object: &DynamicObject| {
+    let report = sync::sync_children(
+        &ctx.client,
+        Scope::Tenant,
+        None,
+        &selector(tenant),
+        &desired,
+        |kind: &str, object: &DynamicObject| {
             // Keep a released namespace with data, and everything of ours inside it.
-            let namespace = if object.types.as_ref().is_some_and(|t| t.kind == "Namespace") {
-                object.name_any()
-            } else {
-                object.namespace().unwrap_or_default()
-            };
+            let namespace =
+                if kind == "Namespace" { object.name_any() } else { object.namespace().unwrap_or_default() };
             held.contains_key(&namespace)
-        })
-        .await?;
+        },
+    )
+    .await?;
     if report.applied > 0 || report.deleted > 0 {
         info!(tenant = %name, applied = report.applied, deleted = report.deleted, "tenant children synced");
     }
@@ -300,15 +303,19 @@ fn compute_status(
     TenantStatus {
         observed_generation: generation,
         namespaces,
-        quota: Some(quota_status(tenant, ctx, &report.live)),
+        quota: Some(quota_status(tenant, ctx, report.live_of("ResourceQuota"))),
         conditions: conditions::merge(&previous.conditions, next),
     }
 }
 
 /// Tenant-wide hard limits and usage summed over the live ResourceQuotas.
-fn quota_status(tenant: &Tenant, ctx: &Context, live: &[DynamicObject]) -> TenantQuotaStatus {
+fn quota_status<'a>(
+    tenant: &Tenant,
+    ctx: &Context,
+    quotas: impl Iterator<Item = &'a DynamicObject>,
+) -> TenantQuotaStatus {
     let mut used: BTreeMap<String, quantity::Nanos> = BTreeMap::new();
-    for object in live.iter().filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ResourceQuota")) {
+    for object in quotas {
         let entries = object.data.get("status").and_then(|s| s.get("used")).and_then(|u| u.as_object());
         for (key, value) in entries.into_iter().flatten() {
             if let Some(value) = value.as_str().and_then(|v| quantity::parse(v).ok()) {

@@ -74,7 +74,7 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
     let desired = workload::workload_children(workload, tenant, &ctx.config);
     let selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::OPERATOR, labels::WORKLOAD, name);
     // Claims no longer in the spec are kept: they hold user data.
-    let keep = |object: &DynamicObject| object.types.as_ref().is_some_and(|t| t.kind == "PersistentVolumeClaim");
+    let keep = |kind: &str, _: &DynamicObject| kind == "PersistentVolumeClaim";
     let report = sync::sync_children(&ctx.client, Scope::Workload, Some(&namespace), &selector, &desired, keep).await?;
     if report.applied > 0 || report.deleted > 0 {
         info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
@@ -83,9 +83,8 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
 
     let kind = workload.spec.kind;
     let live = report
-        .live
-        .iter()
-        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == kind.as_str()) && o.name_any() == name)
+        .live_of(kind.as_str())
+        .find(|o| o.name_any() == name)
         .map(|o| serde_json::to_value(o).unwrap_or_default());
     let observed = live.as_ref().map(|object| observe(kind, object));
     let (phase, ready, next) = assess(workload, observed.as_ref());
