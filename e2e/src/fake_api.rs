@@ -808,16 +808,10 @@ fn watch_response(
     };
     let matches_live = matches.clone();
     let backlog = futures::stream::iter(backlog.into_iter().filter(move |r| matches(r)));
+    // A lagging watcher ends its watch, like a real API server's "too old" answer: the client
+    // watches again from its last version and the history replays what it missed.
     let live = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(record) => return Some((record, receiver)),
-                // Like a real API server's "too old" answer: end the watch; the client watches again
-                // from its last version and the history replays what it missed.
-                Err(broadcast::error::RecvError::Lagged(_)) => return None,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        receiver.recv().await.ok().map(|record| (record, receiver))
     })
     .filter(move |r| futures::future::ready(matches_live(r)));
     let deadline = tokio::time::sleep(Duration::from_secs(timeout));
