@@ -89,6 +89,14 @@ fn backoff_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
     format!("{kind}/{}/{name}", namespace.unwrap_or(""))
 }
 
+/// Every change of a `K` (unreadable objects included), as a trigger.
+fn changes<K>(client: Client) -> impl futures::Stream<Item = Result<DeserializeGuard<K>, watcher::Error>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    watcher(Api::<DeserializeGuard<K>>::all(client), watcher::Config::default()).default_backoff().touched_objects()
+}
+
 /// Forgets an object's failures once it reconciles.
 async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     result: Result<(ObjectRef<K>, Action), E>,
@@ -113,8 +121,15 @@ pub async fn run(
     let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
-    let (tenant_store, tenant_events) = cached::<Tenant>(client.clone());
-    let (network_store, network_events) = cached::<SdnNetwork>(client.clone());
+    // The caches are fed by their own task: reconcilers wait for them, so they must not depend on
+    // any controller polling its triggers.
+    let (tenant_store, tenant_cache) = cached::<Tenant>(client.clone());
+    let (network_store, network_cache) = cached::<SdnNetwork>(client.clone());
+    let caches = tokio::spawn(async move {
+        future::join(tenant_cache.for_each(|_| future::ready(())), network_cache.for_each(|_| future::ready(()))).await;
+    });
+    let network_events = changes::<SdnNetwork>(client.clone());
+    let tenant_events = changes::<Tenant>(client.clone());
     let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
 
     // Children of a tenant carry its name in a label.
@@ -188,9 +203,7 @@ pub async fn run(
             kind.resource.clone(),
         );
     }
-    let tenant_changes = watcher(Api::<DeserializeGuard<Tenant>>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
+    let tenant_changes = changes::<Tenant>(client.clone());
     workload_controller =
         workload_controller.watches_stream(tenant_changes, move |tenant: DeserializeGuard<Tenant>| {
             let namespaces = tenant.0.map(|t| t.namespace_names()).unwrap_or_default();
@@ -219,6 +232,7 @@ pub async fn run(
     info!("controllers started");
     let probes = health.map(|address| tokio::spawn(health::serve(address, ctx.clone())));
     future::join3(tenants, networks, workloads).await;
+    caches.abort();
     if let Some(probes) = probes {
         probes.abort();
     }
