@@ -512,6 +512,18 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         query: request.uri().query().unwrap_or("").to_string(),
         watch,
     });
+    if path == "/_fake/writes" {
+        // Writes so far by method and resource, for harnesses that run the server in a process.
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for record in state.requests.lock().unwrap().iter().filter(|r| r.is_write()) {
+            let resource = parse_path(&record.path).map(|t| {
+                let sub = t.subresource.map(|s| format!("/{s}")).unwrap_or_default();
+                format!("{}{sub}", t.collection.resource)
+            });
+            *counts.entry(format!("{} {}", record.method, resource.unwrap_or_default())).or_default() += 1;
+        }
+        return Ok(respond(200, &json!(counts)));
+    }
     if let Some(code) = injected_failure(&state, method.as_str(), &path) {
         let reason = if code == 409 { "Conflict" } else { "InternalError" };
         return Ok(status_error(code, reason, "injected failure"));

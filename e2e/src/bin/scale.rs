@@ -219,6 +219,12 @@ async fn main() {
     // Let the last status writes and events land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes_first_pass = writes();
+    if std::env::var_os("SCALE_DEBUG").is_some() {
+        let url = format!("http://{address}/_fake/writes");
+        let request = http::Request::get(url).body(Vec::new()).unwrap();
+        let breakdown: Value = harness.request(request).await.unwrap_or_default();
+        eprintln!("writes by method and resource (operator and harness): {breakdown}");
+    }
 
     // A full resync: new controllers reconcile every object once more.
     eprintln!("restarting the controllers for a full resync");

@@ -89,6 +89,14 @@ fn backoff_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
     format!("{kind}/{}/{name}", namespace.unwrap_or(""))
 }
 
+/// Reconciles in flight per controller: bounds memory and API pressure when everything needs
+/// work at once (start-up, resync).
+pub const CONCURRENCY: u16 = 16;
+
+fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+}
+
 /// Every change of a `K` (unreadable objects included), as a trigger.
 fn changes<K>(client: Client) -> impl futures::Stream<Item = Result<DeserializeGuard<K>, watcher::Error>>
 where
@@ -139,7 +147,8 @@ pub async fn run(
             .and_then(|l| l.get(labels::TENANT))
             .map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
     };
-    let mut tenant_controller = Controller::new(tenants_api, watcher::Config::default());
+    let mut tenant_controller =
+        Controller::new(tenants_api, watcher::Config::default()).with_config(controller_config());
     for kind in managed::kinds_of(managed::Scope::Tenant) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
@@ -178,6 +187,7 @@ pub async fn run(
 
     let network_controller =
         Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
+            .with_config(controller_config())
             .watches_stream(tenant_events, |tenant: DeserializeGuard<Tenant>| {
                 let networks = tenant.0.map(|t| t.spec.networks).unwrap_or_default();
                 networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
@@ -186,7 +196,8 @@ pub async fn run(
     // Workloads: their children are found by the `scs.dev/workload` label (retained claims carry
     // no owner reference), and a tenant change re-renders every workload in its namespaces.
     let mut workload_controller =
-        Controller::new(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default());
+        Controller::new(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default())
+            .with_config(controller_config());
     let workload_store = workload_controller.store();
     for kind in managed::kinds_of(managed::Scope::Workload) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
@@ -228,6 +239,12 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(|object, ctx| timed("sdnnetwork", sdn_network::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
+    // Shared objects first, once, rather than by every tenant's first reconcile at the same time.
+    for child in crate::builders::platform_children(&ctx.config) {
+        if let Err(error) = sync::ensure(&client, &child).await {
+            warn!(kind = %child.kind, name = %child.name, %error, "cannot ensure platform object yet; tenants retry");
+        }
+    }
     metrics::metrics().set_leader(true);
     info!("controllers started");
     let probes = health.map(|address| tokio::spawn(health::serve(address, ctx.clone())));

@@ -21,6 +21,7 @@ use super::metrics::{count_by_kind, metrics};
 use super::sync;
 use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
+use crate::catalog::Catalog;
 use crate::quantity;
 use crate::validate::cross;
 
@@ -60,9 +61,12 @@ enum NamespaceState {
     Conflict(String),
 }
 
-async fn namespace_states(tenant: &Tenant, ctx: &Context) -> Result<BTreeMap<String, NamespaceState>> {
+async fn namespace_states(
+    tenant: &Tenant,
+    ctx: &Context,
+    catalog: &Catalog,
+) -> Result<BTreeMap<String, NamespaceState>> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let catalog = ctx.catalog();
     let claims = catalog.namespace_claims();
     let me = tenant.name_any();
     let mut states = BTreeMap::new();
@@ -100,8 +104,8 @@ async fn ensure_platform(ctx: &Context) -> Result<()> {
 }
 
 /// Children of `tenant` in the namespaces it may use (never in a conflicting one).
-fn desired_children(tenant: &Tenant, ctx: &Context, usable: &[String]) -> Vec<Child> {
-    let mut children = builders::tenant_children(tenant, &ctx.catalog(), &ctx.config);
+fn desired_children(tenant: &Tenant, ctx: &Context, catalog: &Catalog, usable: &[String]) -> Vec<Child> {
+    let mut children = builders::tenant_children(tenant, catalog, &ctx.config);
     children.retain(|child| match (&child.namespace, child.kind.as_str()) {
         (Some(namespace), _) => usable.contains(namespace),
         (None, "Namespace") => usable.contains(&child.name),
@@ -153,13 +157,15 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
 
     ensure_platform(ctx).await?;
-    let states = namespace_states(tenant, ctx).await?;
+    // One snapshot of the caches for the whole pass: what is built and what status says must agree.
+    let catalog = ctx.catalog();
+    let states = namespace_states(tenant, ctx, &catalog).await?;
     let usable: Vec<String> = states
         .iter()
         .filter(|(_, s)| matches!(s, NamespaceState::Ours | NamespaceState::Absent))
         .map(|(n, _)| n.clone())
         .collect();
-    let desired = desired_children(tenant, ctx, &usable);
+    let desired = desired_children(tenant, ctx, &catalog, &usable);
 
     // A namespace dropped from the spec is deleted only when it holds no workloads or volumes.
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -198,7 +204,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
-    let status = compute_status(tenant, ctx, &states, &report, &held);
+    let status = compute_status(tenant, ctx, &catalog, &states, &report, &held);
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -230,6 +236,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
 fn compute_status(
     tenant: &Tenant,
     ctx: &Context,
+    catalog: &Catalog,
     states: &BTreeMap<String, NamespaceState>,
     report: &sync::SyncReport,
     held: &BTreeMap<String, Vec<String>>,
@@ -264,7 +271,7 @@ fn compute_status(
         namespaces_message
             .push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
     }
-    let missing = cross::missing_networks(tenant, &ctx.catalog());
+    let missing = cross::missing_networks(tenant, catalog);
     let networks_message = if missing.is_empty() {
         format!("{} network(s) attached", tenant.spec.networks.len())
     } else {

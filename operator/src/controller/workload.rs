@@ -22,6 +22,9 @@ use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, WorkloadP
 use crate::builders::{labels, workload};
 use crate::validate::{FieldError, cross, rules};
 
+/// How long a new workload may wait for its Tenant before it is reported as `NoTenant`.
+pub const NO_TENANT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let owner = format!("SecureWorkload/{}/{}", workload.namespace().unwrap_or_default(), workload.name_any());
@@ -37,6 +40,16 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
 
     let catalog = ctx.catalog();
     let Some(tenant) = catalog.tenant_of_namespace(&namespace) else {
+        // A Tenant and its workloads often arrive together (one kubectl apply, one Argo CD sync):
+        // give the Tenant a moment before calling the workload an orphan.
+        let age = workload
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(NO_TENANT_GRACE, |t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0).unsigned_abs());
+        if age < NO_TENANT_GRACE && previous.conditions.is_empty() {
+            return Ok(Action::requeue(NO_TENANT_GRACE - age));
+        }
         let message = format!("namespace {namespace} belongs to no Tenant: nothing is created");
         let status = SecureWorkloadStatus {
             observed_generation: generation,
