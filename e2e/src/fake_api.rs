@@ -751,12 +751,17 @@ fn without_item_types(collection: &Collection, mut item: Value) -> Value {
 
 fn list_response(state: &State, target: &Target, selector: &str, metadata_only: bool) -> Response<Body> {
     let store = state.store.lock().unwrap();
-    let items: Vec<Value> = store
-        .objects
-        .get(&target.collection)
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter(|o| in_scope(target, o, selector))
+    let empty = BTreeMap::new();
+    let objects = store.objects.get(&target.collection).unwrap_or(&empty);
+    // Objects are keyed by (namespace, name): a namespaced list reads only its namespace's range.
+    let candidates: Box<dyn Iterator<Item = &Value>> = match &target.namespace {
+        Some(ns) => Box::new(
+            objects.range((ns.clone(), String::new())..).take_while(move |((n, _), _)| n == ns).map(|(_, v)| v),
+        ),
+        None => Box::new(objects.values()),
+    };
+    let items: Vec<Value> = candidates
+        .filter(|o| labels_match(o, selector))
         .map(|o| without_item_types(&target.collection, as_metadata(o, metadata_only)))
         .collect();
     let kind = if metadata_only { "PartialObjectMetadataList" } else { "List" };
