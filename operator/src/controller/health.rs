@@ -29,44 +29,31 @@ fn metrics_reply() -> Response<Full<Bytes>> {
         .expect("response")
 }
 
+/// Answers a probe. `ctx` is `None` on a standby replica, which holds no caches and is ready to
+/// take over at any time.
 async fn answer(
-    ctx: Arc<Context>,
+    ctx: Option<Arc<Context>>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match request.uri().path() {
         "/healthz" => reply(StatusCode::OK, "ok\n"),
         "/metrics" => metrics_reply(),
-        "/readyz" => {
-            // `wait_until_ready` resolves at once when the store has synced.
-            let synced = futures::FutureExt::now_or_never(ctx.tenants.wait_until_ready()).is_some_and(|r| r.is_ok())
-                && futures::FutureExt::now_or_never(ctx.networks.wait_until_ready()).is_some_and(|r| r.is_ok());
-            if synced {
-                reply(StatusCode::OK, "ready\n")
-            } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "caches not synced\n")
+        "/readyz" => match ctx {
+            None => reply(StatusCode::OK, "standby\n"),
+            Some(ctx) => {
+                // `wait_until_ready` resolves at once when the store has synced.
+                let synced = futures::FutureExt::now_or_never(ctx.tenants.wait_until_ready())
+                    .is_some_and(|r| r.is_ok())
+                    && futures::FutureExt::now_or_never(ctx.networks.wait_until_ready()).is_some_and(|r| r.is_ok());
+                if synced {
+                    reply(StatusCode::OK, "ready\n")
+                } else {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "caches not synced\n")
+                }
             }
-        }
+        },
         _ => reply(StatusCode::NOT_FOUND, "not found\n"),
     })
-}
-
-/// Probes of a standby replica, which holds no caches: alive and ready to take over.
-pub async fn serve_standby(address: SocketAddr) {
-    let Ok(listener) = bind(address).await else { return };
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        tokio::spawn(async move {
-            let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
-                Ok::<_, Infallible>(match request.uri().path() {
-                    "/healthz" => reply(StatusCode::OK, "ok\n"),
-                    "/readyz" => reply(StatusCode::OK, "standby\n"),
-                    "/metrics" => metrics_reply(),
-                    _ => reply(StatusCode::NOT_FOUND, "not found\n"),
-                })
-            });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
 }
 
 async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -75,12 +62,11 @@ async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     loop {
         match TcpListener::bind(address).await {
             Ok(listener) => {
-                info!(%address, "serving /healthz and /readyz");
+                info!(%address, "serving /healthz, /readyz and /metrics");
                 return Ok(listener);
             }
-            Err(error) if attempts < 20 => {
+            Err(_) if attempts < 20 => {
                 attempts += 1;
-                let _ = error;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             Err(error) => {
@@ -91,8 +77,17 @@ async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Serves the probes on `address` until the task is dropped.
+/// Serves the probes of the leading replica on `address` until the task is dropped.
 pub async fn serve(address: SocketAddr, ctx: Arc<Context>) {
+    serve_with(address, Some(ctx)).await;
+}
+
+/// Serves the probes of a standby replica on `address` until the task is dropped.
+pub async fn serve_standby(address: SocketAddr) {
+    serve_with(address, None).await;
+}
+
+async fn serve_with(address: SocketAddr, ctx: Option<Arc<Context>>) {
     let Ok(listener) = bind(address).await else { return };
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
