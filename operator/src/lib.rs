@@ -6,6 +6,7 @@ pub mod builders;
 pub mod catalog;
 pub mod config;
 pub mod controller;
+pub mod device_plugin;
 pub mod quantity;
 pub mod render;
 pub mod validate;

@@ -1,5 +1,5 @@
-//! `scs-operator`: one binary for the controllers, CRD generation, offline rendering and (later)
-//! the GPU device plugin.
+//! `scs-operator`: one binary for the controllers, CRD generation, offline rendering and the
+//! GPU device plugin.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +64,9 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run the GPU device plugin on a node (a DaemonSet): advertise NVIDIA GPUs or Kunlun XPUs to
+    /// the kubelet, as host device nodes or as VFIO devices for Kata VMs.
+    DevicePlugin(scs_operator::device_plugin::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,17 @@ fn main() -> ExitCode {
             });
             init_logging(&log_format);
             run_controllers(config, health_addr, election, std::time::Duration::from_secs(shutdown_timeout))
+        }
+        Command::DevicePlugin(args) => {
+            init_logging(&args.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(scs_operator::device_plugin::run(args, wait_for_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),

@@ -1,0 +1,170 @@
+//! The certified accelerator models (DESIGN.md §5, from the product document) and the PCI IDs
+//! that name models where no vendor library is available (VFIO and Kunlun discovery).
+
+use super::device::Device;
+
+/// Model families certified for the service: NVIDIA with driver 450.80.02 (CUDA ≤ 11.2) and
+/// Baidu Kunlun. A model name matches a family when it equals it or continues with a separator
+/// (`Tesla V100-SXM2-16GB` is a `Tesla V100`; `Tesla V100S-PCIE-32GB` is not).
+pub const CERTIFIED_FAMILIES: &[&str] = &[
+    "Tesla V100",
+    "Tesla P100",
+    "Tesla P40",
+    "Tesla P6",
+    "Tesla P4",
+    "Tesla M60",
+    "Tesla M10",
+    "Tesla M6",
+    "Tesla T4",
+    "Quadro RTX 8000",
+    "Quadro RTX 6000",
+    "Kunlun R200-8F",
+];
+
+/// Model names by PCI `vendor:device`, spelled the way NVML names the boards. Quadro RTX 6000 and
+/// 8000 share device IDs, so both are named.
+const PCI_MODELS: &[(u16, u16, &str)] = &[
+    (0x10de, 0x1db1, "Tesla V100-SXM2-16GB"),
+    (0x10de, 0x1db4, "Tesla V100-PCIE-16GB"),
+    (0x10de, 0x1db5, "Tesla V100-SXM2-32GB"),
+    (0x10de, 0x1db6, "Tesla V100-PCIE-32GB"),
+    (0x10de, 0x1db8, "Tesla V100-SXM3-32GB"),
+    (0x10de, 0x15f7, "Tesla P100-PCIE-12GB"),
+    (0x10de, 0x15f8, "Tesla P100-PCIE-16GB"),
+    (0x10de, 0x15f9, "Tesla P100-SXM2-16GB"),
+    (0x10de, 0x1b38, "Tesla P40"),
+    (0x10de, 0x1bb3, "Tesla P4"),
+    (0x10de, 0x1bb4, "Tesla P6"),
+    (0x10de, 0x13f2, "Tesla M60"),
+    (0x10de, 0x13bd, "Tesla M10"),
+    (0x10de, 0x13f3, "Tesla M6"),
+    (0x10de, 0x1eb8, "Tesla T4"),
+    (0x10de, 0x1e30, "Quadro RTX 6000/8000"),
+    (0x10de, 0x1e78, "Quadro RTX 6000/8000"),
+    // Kunlun 2nd generation (pci.ids: "Kunlun2 AI Accelerator"); the R200-8F board is the one
+    // certified. Not verified on hardware yet: `--allow-models 1d22:<device>` covers a mismatch.
+    (0x1d22, 0x3684, "Kunlun R200-8F"),
+];
+
+/// The model name for a PCI device, or a generic one naming its IDs.
+pub fn model_for_pci(vendor: u16, device: u16) -> String {
+    PCI_MODELS
+        .iter()
+        .find(|(v, d, _)| *v == vendor && *d == device)
+        .map(|(_, _, name)| name.to_string())
+        .unwrap_or_else(|| format!("PCI device {vendor:04x}:{device:04x}"))
+}
+
+/// Which devices may be advertised.
+#[derive(Clone, Debug, Default)]
+pub struct ModelPolicy {
+    /// Advertise every model.
+    pub allow_any: bool,
+    /// Extra model families or `vendor:device` PCI IDs (hex) allowed besides the certified ones.
+    pub extra: Vec<String>,
+}
+
+impl ModelPolicy {
+    /// Parses `--allow-models`: a comma-separated list; blanks are ignored.
+    pub fn new(allow_any: bool, allow_models: Option<&str>) -> Self {
+        let extra = allow_models
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Self { allow_any, extra }
+    }
+
+    pub fn allows(&self, device: &Device) -> bool {
+        self.allow_any
+            || CERTIFIED_FAMILIES.iter().any(|family| in_family(&device.model, family))
+            || self.extra.iter().any(|entry| match parse_pci_id(entry) {
+                Some(id) => device.pci_id == Some(id),
+                None => in_family(&device.model, entry),
+            })
+    }
+}
+
+/// `Tesla V100-SXM2-16GB` is in `Tesla V100`; comparison ignores case.
+fn in_family(model: &str, family: &str) -> bool {
+    let (model, family) = (model.to_ascii_lowercase(), family.to_ascii_lowercase());
+    match model.strip_prefix(&family) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['-', ' ', '/']),
+        None => false,
+    }
+}
+
+fn parse_pci_id(entry: &str) -> Option<(u16, u16)> {
+    let (vendor, device) = entry.split_once(':')?;
+    let hex = |s: &str| (s.len() == 4).then(|| u16::from_str_radix(s, 16).ok()).flatten();
+    Some((hex(vendor)?, hex(device)?))
+}
+
+/// A model name as a label value (`Tesla T4` → `Tesla-T4`), the way GPU Feature Discovery
+/// writes `nvidia.com/gpu.product`.
+pub fn label_value(model: &str) -> String {
+    let value: String = model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .collect();
+    let not_alphanumeric = |c: char| !c.is_ascii_alphanumeric();
+    let capped: String = value.trim_start_matches(not_alphanumeric).chars().take(63).collect();
+    capped.trim_end_matches(not_alphanumeric).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_plugin::device::{Access, Health};
+
+    fn device(model: &str, pci_id: Option<(u16, u16)>) -> Device {
+        Device {
+            id: "0".into(),
+            model: model.into(),
+            pci_id,
+            pci_addresses: vec![],
+            numa_node: None,
+            pci_root: None,
+            memory_mib: None,
+            access: Access::Vfio { group: 0, cdevs: vec![] },
+            health_paths: vec![],
+            health: Health::Healthy,
+        }
+    }
+
+    #[test]
+    fn certified_families_match_board_variants_only() {
+        let policy = ModelPolicy::default();
+        for model in ["Tesla T4", "Tesla V100-SXM2-16GB", "TESLA P4", "Quadro RTX 6000/8000", "Kunlun R200-8F"] {
+            assert!(policy.allows(&device(model, None)), "{model}");
+        }
+        for model in ["Tesla V100S-PCIE-32GB", "NVIDIA A100-PCIE-40GB", "Tesla P40x", "Kunlun R300"] {
+            assert!(!policy.allows(&device(model, None)), "{model}");
+        }
+    }
+
+    #[test]
+    fn extra_models_and_pci_ids_widen_the_policy() {
+        let policy = ModelPolicy::new(false, Some(" NVIDIA A100, 10de:20b5 ,"));
+        assert!(policy.allows(&device("NVIDIA A100-PCIE-40GB", None)));
+        assert!(policy.allows(&device("PCI device 10de:20b5", Some((0x10de, 0x20b5)))));
+        assert!(!policy.allows(&device("NVIDIA H100 PCIe", Some((0x10de, 0x2331)))));
+        assert!(ModelPolicy::new(true, None).allows(&device("anything", None)));
+    }
+
+    #[test]
+    fn pci_ids_name_models_or_say_what_they_are() {
+        assert_eq!(model_for_pci(0x10de, 0x1eb8), "Tesla T4");
+        assert_eq!(model_for_pci(0x10de, 0x2331), "PCI device 10de:2331");
+    }
+
+    #[test]
+    fn label_values_follow_feature_discovery_spelling() {
+        assert_eq!(label_value("Tesla T4"), "Tesla-T4");
+        assert_eq!(label_value("Quadro RTX 6000/8000"), "Quadro-RTX-6000-8000");
+        assert_eq!(label_value(" (weird) "), "weird");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+}
