@@ -37,8 +37,8 @@ pub fn container_response(devices: &[&Device], host: &HostPaths) -> ContainerAll
                 xpus.push(index.to_string());
                 shared.push("xpuctrl");
             }
-            Access::Vfio { group, cdevs } if !cdevs.is_empty() => {
-                let _ = group;
+            // iommufd: the functions' character devices and /dev/iommu replace the group node.
+            Access::Vfio { cdevs, .. } if !cdevs.is_empty() => {
                 nodes.extend(cdevs.iter().map(|cdev| format!("vfio/devices/{cdev}")));
                 shared.push("iommu");
             }
