@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -75,6 +75,7 @@ fn every_manifest_is_a_well_formed_object() {
                 "RoleBinding" => drop(typed::<RoleBinding>(&document, &path)),
                 "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(&document, &path)),
                 "Deployment" => drop(typed::<Deployment>(&document, &path)),
+                "DaemonSet" => drop(typed::<DaemonSet>(&document, &path)),
                 "ValidatingAdmissionPolicy" => drop(typed::<ValidatingAdmissionPolicy>(&document, &path)),
                 "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(&document, &path)),
                 "Kustomization" => assert_eq!(name, "kustomization.yaml", "{}", path.display()),
@@ -169,6 +170,51 @@ fn operator_deployment_is_locked_down() {
     assert!(env.contains(&"POD_NAME") && env.contains(&"POD_NAMESPACE"), "{env:?}");
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 8080);
     assert_eq!(container.volume_mounts.as_ref().unwrap()[0].mount_path, "/etc/scs");
+}
+
+#[test]
+fn device_plugin_daemonsets_run_the_binary_as_configured() {
+    use clap::Parser;
+    use scs_operator::device_plugin::Args;
+
+    let documents = documents(&root().join("manifests/base/device-plugin.yaml"));
+    let role: ClusterRole = typed(documents.iter().find(|d| d["kind"] == "ClusterRole").unwrap(), Path::new("rbac"));
+    let expected: BTreeSet<_> =
+        ["get", "patch"].map(|verb| (String::new(), "nodes".to_string(), verb.to_string())).into_iter().collect();
+    assert_eq!(granted(&role), expected, "labelling its node is all the plugin does with the API");
+    let daemon_sets: Vec<DaemonSet> =
+        documents.iter().filter(|d| d["kind"] == "DaemonSet").map(|d| typed(d, Path::new("daemonset"))).collect();
+    assert_eq!(daemon_sets.len(), 2, "one per vendor");
+    for daemon_set in daemon_sets {
+        let pod = daemon_set.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("scs-device-plugin"));
+        let container = &pod.containers[0];
+        let mut argv = vec!["scs-operator".to_string()];
+        argv.extend(container.args.clone().unwrap().into_iter().skip(1));
+        let args = Args::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let vendor_label = format!("feature.node.kubernetes.io/pci-{:04x}.present", args.vendor.pci_vendor_id());
+        assert_eq!(pod.node_selector.as_ref().unwrap().get(&vendor_label).map(String::as_str), Some("true"));
+        let tolerated: Vec<_> = pod.tolerations.iter().flatten().filter_map(|t| t.key.as_deref()).collect();
+        let resource = args.resource_name();
+        assert!(tolerated.contains(&resource.as_str()), "{tolerated:?} must tolerate the {resource} taint");
+
+        // Each path the plugin reads is a host path mounted there (sysfs and /dev read-only).
+        let volumes = pod.volumes.as_ref().unwrap();
+        let host_path_of = |mount_path: &Path| {
+            let mount = container.volume_mounts.iter().flatten().find(|m| Path::new(&m.mount_path) == mount_path);
+            let mount = mount.unwrap_or_else(|| panic!("nothing mounted at {}", mount_path.display()));
+            let volume = volumes.iter().find(|v| v.name == mount.name).unwrap();
+            (volume.host_path.as_ref().unwrap().path.clone(), mount.read_only.unwrap_or(false))
+        };
+        assert_eq!(host_path_of(&args.kubelet_dir), (args.kubelet_dir.display().to_string(), false));
+        assert_eq!(host_path_of(&args.sysfs_root), ("/sys".to_string(), true));
+        assert_eq!(host_path_of(&args.dev_root), ("/dev".to_string(), true));
+        let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert!(env.contains(&"NODE_NAME"), "node labels need the node name: {env:?}");
+        let security = container.security_context.as_ref().unwrap();
+        assert_eq!(security.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!((security.privileged, security.allow_privilege_escalation), (None, Some(false)));
+    }
 }
 
 /// `(group, resource, verb)` granted by the operator's ClusterRole (without `bind`).
