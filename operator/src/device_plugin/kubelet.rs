@@ -62,12 +62,10 @@ enum RoundEnd {
 }
 
 /// Serves and registers until `stop` turns true; then stops serving and removes our socket.
-/// `on_registered` runs after every successful registration (node labels are refreshed then).
 pub async fn serve(
     registration: Registration,
     service: PluginService,
     mut stop: watch::Receiver<bool>,
-    on_registered: impl Fn() + Send,
 ) -> io::Result<()> {
     let socket = registration.socket_path();
     loop {
@@ -78,7 +76,6 @@ pub async fn serve(
             None => RoundEnd::Stop,
             Some(kubelet_id) => {
                 tracing::info!(resource = %registration.resource_name, socket = %socket.display(), "registered with the kubelet");
-                on_registered();
                 watch_sockets(&registration, our_id, kubelet_id, &mut stop).await
             }
         };

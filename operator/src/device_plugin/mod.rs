@@ -163,9 +163,19 @@ pub fn discover(args: &Args) -> Discovery {
     discovery
 }
 
-/// Runs the plugin until `shutdown` resolves. Errors only for `--fail-on-init-error` and for
+/// Runs the plugin until `shutdown` resolves, with a client inferred from the environment (in
+/// cluster or kubeconfig) for node labels. Errors only for `--fail-on-init-error` and for
 /// failures to serve our socket at all.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    run_with_client(args, None, shutdown).await
+}
+
+/// [`run`] with the API client for node labels given (tests pass one for a fake API server).
+pub async fn run_with_client(
+    args: Args,
+    client: Option<kube::Client>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let discovery = discover(&args);
     for note in &discovery.notes {
         tracing::warn!("{note}");
@@ -204,7 +214,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send) -> anyho
     ));
 
     let labels = node_labels::node_labels(args.vendor, &discovery.advertised, discovery.driver_version.as_deref());
-    let label_node = label_task(args.node_name.clone(), labels);
+    let labelling = tokio::spawn(label_node(args.node_name.clone(), client, labels, stop_rx.clone()));
 
     let registration = Registration {
         kubelet_dir: args.kubelet_dir.clone(),
@@ -218,7 +228,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send) -> anyho
         host: args.host(),
         stop: stop_rx.clone(),
     };
-    let serving = kubelet::serve(registration, service, stop_rx, label_node);
+    let serving = kubelet::serve(registration, service, stop_rx);
     tokio::pin!(serving);
     let result = tokio::select! {
         result = &mut serving => result,
@@ -231,33 +241,48 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()> + Send) -> anyho
     let _ = stop_tx.send(true);
     xid_stop.store(true, Ordering::Relaxed);
     let _ = health.await;
+    let _ = labelling.await;
     if let Some(thread) = xid_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(result?)
 }
 
-/// Writes the node labels after each registration, when a node name is known and an API
-/// server is reachable; says once why not otherwise.
-fn label_task(node: Option<String>, labels: std::collections::BTreeMap<String, String>) -> impl Fn() + Send {
-    move || {
-        let Some(node) = node.clone() else {
-            tracing::info!("no --node-name / NODE_NAME: node labels not written");
-            return;
-        };
-        let labels = labels.clone();
-        tokio::spawn(async move {
-            let client = match kube::Client::try_default().await {
-                Ok(client) => client,
-                Err(e) => {
-                    tracing::info!(error = %e, "no API server reachable: node labels not written");
-                    return;
-                }
-            };
-            match node_labels::apply(client, &node, &labels).await {
-                Ok(()) => tracing::info!(%node, ?labels, "node labels written"),
-                Err(e) => tracing::warn!(%node, error = %e, "writing node labels failed"),
+/// Writes the node labels when a node name is known and an API server is reachable, retrying
+/// with a capped backoff until it succeeds or the plugin stops; says once why not otherwise.
+async fn label_node(
+    node: Option<String>,
+    client: Option<kube::Client>,
+    labels: std::collections::BTreeMap<String, String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(node) = node else {
+        tracing::info!("no --node-name / NODE_NAME: node labels not written");
+        return;
+    };
+    let client = match client {
+        Some(client) => client,
+        None => match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::info!(error = %e, "no API server reachable: node labels not written");
+                return;
             }
-        });
+        },
+    };
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match node_labels::apply(client.clone(), &node, &labels).await {
+            Ok(()) => {
+                tracing::info!(%node, ?labels, "node labels written");
+                return;
+            }
+            Err(e) => tracing::warn!(%node, error = %e, retry_in = ?delay, "writing node labels failed"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
