@@ -65,7 +65,8 @@ pub struct Args {
     /// Exit non-zero when no device or driver is found instead of advertising nothing.
     #[arg(long)]
     pub fail_on_init_error: bool,
-    /// NVML XIDs that do not make a GPU unhealthy (application errors).
+    /// NVML XIDs that do not make a GPU unhealthy (application errors; default
+    /// `nvml::APPLICATION_XIDS`).
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "13,31,43,45,68,109")]
     pub ignored_xids: Vec<u64>,
     /// Seconds between checks of device nodes and sysfs entries.
@@ -284,5 +285,22 @@ async fn label_node(
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn default_ignored_xids_are_the_application_ones() {
+        let args = Args::parse_from(["device-plugin", "--vendor", "nvidia"]);
+        assert_eq!(args.ignored_xids, nvml::APPLICATION_XIDS);
+        assert_eq!(
+            (args.mode, args.socket_name(), args.resource_name()),
+            (Mode::Vfio, "scs-nvidia-vfio.sock".to_string(), "nvidia.com/gpu".to_string())
+        );
     }
 }

@@ -82,15 +82,11 @@ pub fn watch_xids(
             Some(XidError::Value(xid)) => Some(xid),
             _ => None,
         };
-        if xid.is_some_and(|xid| ignored.contains(&xid)) {
+        let Some(reason) = xid_failure(xid, ignored) else {
             tracing::info!(?xid, "application XID ignored");
             continue;
-        }
-        let id = event.device.uuid()?;
-        let reason = match xid {
-            Some(xid) => format!("XID {xid} critical error"),
-            None => "unknown XID critical error".to_string(),
         };
+        let id = event.device.uuid()?;
         if failures.send(DeviceFailure { id, reason }).is_err() {
             break;
         }
@@ -98,9 +94,27 @@ pub fn watch_xids(
     Ok(())
 }
 
+/// Whether an XID takes the GPU out of service, and why. An XID NVML cannot decode counts.
+pub fn xid_failure(xid: Option<u64>, ignored: &[u64]) -> Option<String> {
+    match xid {
+        Some(xid) if ignored.contains(&xid) => None,
+        Some(xid) => Some(format!("XID {xid} critical error")),
+        None => Some("unknown XID critical error".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn application_xids_are_skipped_and_others_fail_the_gpu() {
+        assert_eq!(xid_failure(Some(13), APPLICATION_XIDS), None);
+        assert_eq!(xid_failure(Some(109), APPLICATION_XIDS), None);
+        assert_eq!(xid_failure(Some(79), APPLICATION_XIDS).as_deref(), Some("XID 79 critical error"));
+        assert_eq!(xid_failure(Some(13), &[]).as_deref(), Some("XID 13 critical error"), "the list is configurable");
+        assert!(xid_failure(None, APPLICATION_XIDS).is_some());
+    }
 
     /// Real NVML discovery: run on a GPU machine with `cargo test -p scs-operator nvml -- --ignored --nocapture`.
     #[test]
