@@ -18,6 +18,8 @@ cleanup() {
 dump() {
   echo "--- operator logs" >&2
   kubectl -n scs-system logs deploy/scs-operator --tail=500 >&2 || true
+  echo "--- device plugin logs" >&2
+  kubectl -n scs-device-plugins logs -l app.kubernetes.io/name=scs-device-plugin --tail=200 >&2 || true
   echo "--- scs objects" >&2
   kubectl get tenants,sdnnetworks,secureworkloads -A -o yaml >&2 || true
   echo "--- events" >&2

@@ -185,7 +185,15 @@ fn device_plugin_daemonsets_run_the_binary_as_configured() {
     let daemon_sets: Vec<DaemonSet> =
         documents.iter().filter(|d| d["kind"] == "DaemonSet").map(|d| typed(d, Path::new("daemonset"))).collect();
     assert_eq!(daemon_sets.len(), 2, "one per vendor");
+    // hostPath volumes and root pass Pod Security only at `privileged`: the plugin has its own
+    // namespace so the operator's stays `restricted`.
+    let namespace = documents.iter().find(|d| d["kind"] == "Namespace").unwrap();
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged");
     for daemon_set in daemon_sets {
+        assert_eq!(
+            daemon_set.metadata.namespace.as_ref(),
+            namespace["metadata"]["name"].as_str().map(String::from).as_ref()
+        );
         let pod = daemon_set.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.service_account_name.as_deref(), Some("scs-device-plugin"));
         let container = &pod.containers[0];

@@ -25,7 +25,8 @@ impl std::fmt::Display for ObjectKey {
 }
 
 /// Namespaces no tenant may own.
-pub const RESERVED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease", "scs-system"];
+pub const RESERVED_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease", "scs-system", "scs-device-plugins"];
 
 /// Checks tenants, networks and workloads against each other and `config`.
 pub fn check(catalog: &Catalog, config: &OperatorConfig) -> Vec<(ObjectKey, FieldError)> {
