@@ -127,21 +127,10 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::device_plugin::device::Health;
+    use crate::device_plugin::device::test_device;
 
     fn device(id: &str, numa: i64, root: &str, access: Access) -> Device {
-        Device {
-            id: id.into(),
-            model: "Tesla T4".into(),
-            pci_id: None,
-            pci_addresses: vec![],
-            numa_node: Some(numa),
-            pci_root: Some(root.into()),
-            memory_mib: None,
-            access,
-            health_paths: vec![],
-            health: Health::Healthy,
-        }
+        Device { numa_node: Some(numa), pci_root: Some(root.into()), ..test_device(id, "Tesla T4", access) }
     }
 
     fn vfio(group: u32, numa: i64, root: &str) -> Device {

@@ -134,6 +134,23 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     split(a).cmp(&split(b)).then_with(|| a.cmp(b))
 }
 
+/// A healthy device with only an ID, a model and access facts: the base of test fixtures.
+#[cfg(test)]
+pub fn test_device(id: &str, model: &str, access: Access) -> Device {
+    Device {
+        id: id.into(),
+        model: model.into(),
+        pci_id: None,
+        pci_addresses: vec![],
+        numa_node: None,
+        pci_root: None,
+        memory_mib: None,
+        access,
+        health_paths: vec![],
+        health: Health::Healthy,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

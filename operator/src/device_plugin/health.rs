@@ -75,7 +75,7 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::device_plugin::device::Access;
+    use crate::device_plugin::device::{Access, test_device};
 
     #[test]
     fn missing_paths_and_failures_make_devices_unhealthy_and_paths_can_recover() {
@@ -83,16 +83,8 @@ mod tests {
         let node = tmp.path().join("xpu0");
         fs::write(&node, "").unwrap();
         let mut devices = vec![Device {
-            id: "xpu0".into(),
-            model: "Kunlun R200-8F".into(),
-            pci_id: None,
-            pci_addresses: vec![],
-            numa_node: None,
-            pci_root: None,
-            memory_mib: None,
-            access: Access::KunlunContainer { index: 0 },
             health_paths: vec![node.clone()],
-            health: Health::Healthy,
+            ..test_device("xpu0", "Kunlun R200-8F", Access::KunlunContainer { index: 0 })
         }];
         let mut failures = BTreeMap::new();
         assert!(!refresh(&mut devices, &failures), "nothing changed");

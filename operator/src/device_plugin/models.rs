@@ -117,21 +117,10 @@ pub fn label_value(model: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_plugin::device::{Access, Health};
+    use crate::device_plugin::device::{Access, test_device};
 
     fn device(model: &str, pci_id: Option<(u16, u16)>) -> Device {
-        Device {
-            id: "0".into(),
-            model: model.into(),
-            pci_id,
-            pci_addresses: vec![],
-            numa_node: None,
-            pci_root: None,
-            memory_mib: None,
-            access: Access::Vfio { group: 0, cdevs: vec![] },
-            health_paths: vec![],
-            health: Health::Healthy,
-        }
+        Device { pci_id, ..test_device("0", model, Access::Vfio { group: 0, cdevs: vec![] }) }
     }
 
     #[test]

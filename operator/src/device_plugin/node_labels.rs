@@ -51,21 +51,11 @@ pub async fn apply(client: kube::Client, node: &str, labels: &BTreeMap<String, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device_plugin::device::{Access, Health};
+    use crate::device_plugin::device::{Access, test_device};
 
     fn gpu(model: &str, memory: u64) -> Device {
-        Device {
-            id: format!("GPU-{model}-{memory}"),
-            model: model.into(),
-            pci_id: None,
-            pci_addresses: vec![],
-            numa_node: None,
-            pci_root: None,
-            memory_mib: Some(memory),
-            access: Access::NvidiaContainer { minor: 0, uuid: String::new() },
-            health_paths: vec![],
-            health: Health::Healthy,
-        }
+        let access = Access::NvidiaContainer { minor: 0, uuid: String::new() };
+        Device { memory_mib: Some(memory), ..test_device(&format!("GPU-{model}-{memory}"), model, access) }
     }
 
     #[test]
