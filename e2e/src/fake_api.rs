@@ -20,12 +20,18 @@
 //!   asynchronous and honours finalizers);
 //! - the controllers of built-in kinds: no Deployment ever gets pods or status unless a test sets
 //!   it (`set_status`);
-//! - watch details: no bookmarks, no "resource version too old" (history is kept whole), and an
-//!   object that stops matching a label selector is not reported as DELETED to that watch;
-//! - discovery, pagination (`limit`/`continue` are ignored: one page), field selectors,
-//!   `dryRun`, and the status semantics of kinds without a status subresource.
+//! - watch details: no bookmarks; the history of changes is a window of the latest
+//!   [`HISTORY_WINDOW`] events (a watch from an older version gets a `410 Gone` ERROR event, as
+//!   from a real API server, and the client must list again); an object that stops matching a
+//!   label selector is not reported as DELETED to that watch;
+//! - discovery, field selectors, `dryRun`, and the status semantics of kinds without a status
+//!   subresource;
+//! - consistent pagination: lists honour `limit` and `continue` (except with
+//!   `resourceVersion=0`, answered in one page as from the watch cache), but a later page shows the
+//!   objects as they are when it is asked for (not as of the first page); every page carries the
+//!   first page's resource version, so a watch started from it replays what changed meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -63,7 +69,7 @@ impl RequestRecord {
 }
 
 /// Where a request points.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Collection {
     /// `api/v1` or `apis/<group>/<version>`.
     group_version: String,
@@ -84,8 +90,16 @@ struct WatchRecord {
     resource_version: u64,
     collection: Collection,
     event_type: &'static str,
-    object: Value,
+    /// Shared: every watcher receives a clone of the record.
+    object: Arc<Value>,
 }
+
+/// Watch events kept for watches that resume from a resource version.
+pub const HISTORY_WINDOW: usize = 100_000;
+
+/// Labels whose values are indexed, so that lists selecting on them (`key=value`) read only the
+/// matching objects instead of scanning the collection: the labels our controllers select by.
+const INDEXED_LABELS: [&str; 2] = ["scs.dev/tenant", "scs.dev/workload"];
 
 struct Failure {
     method: String,
@@ -102,8 +116,46 @@ struct Store {
     objects: BTreeMap<Collection, BTreeMap<(String, String), Value>>,
     owners: BTreeMap<(Collection, String, String), FieldOwners>,
     resource_version: u64,
-    history: Vec<WatchRecord>,
+    /// The latest watch events, oldest first.
+    history: VecDeque<WatchRecord>,
+    /// Resource version of the newest event dropped from `history` (0: none dropped).
+    history_floor: u64,
+    history_window: usize,
+    /// `(collection, "key=value")` → keys of the objects carrying that label (see [`INDEXED_LABELS`]).
+    label_index: HashMap<(Collection, String), BTreeSet<(String, String)>>,
     uid: u64,
+}
+
+impl Store {
+    fn index(&mut self, collection: &Collection, key: &(String, String), object: &Value, add: bool) {
+        let Some(labels) = object["metadata"]["labels"].as_object() else { return };
+        for label in INDEXED_LABELS {
+            let Some(value) = labels.get(label).and_then(Value::as_str) else { continue };
+            let entry = (collection.clone(), format!("{label}={value}"));
+            if add {
+                self.label_index.entry(entry).or_default().insert(key.clone());
+            } else if let Some(keys) = self.label_index.get_mut(&entry) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.label_index.remove(&entry);
+                }
+            }
+        }
+    }
+
+    /// Keys of the objects of `collection` that may match `selector`: from the label index when
+    /// the selector requires an indexed label's value, else `None` (scan everything).
+    fn indexed_candidates(&self, collection: &Collection, selector: &str) -> Option<Vec<(String, String)>> {
+        let requirement = selector.split(',').find_map(|requirement| {
+            if requirement.contains("!=") {
+                return None;
+            }
+            let (key, value) = requirement.split_once("==").or_else(|| requirement.split_once('='))?;
+            INDEXED_LABELS.contains(&key.trim()).then(|| format!("{}={}", key.trim(), value.trim()))
+        })?;
+        let keys = self.label_index.get(&(collection.clone(), requirement));
+        Some(keys.map(|k| k.iter().cloned().collect()).unwrap_or_default())
+    }
 }
 
 struct State {
@@ -132,8 +184,13 @@ impl FakeApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         let (events, _) = broadcast::channel(65_536);
-        let state =
-            Arc::new(State { store: Mutex::default(), events, requests: Mutex::default(), failures: Mutex::default() });
+        let store = Store { history_window: HISTORY_WINDOW, ..Store::default() };
+        let state = Arc::new(State {
+            store: Mutex::new(store),
+            events,
+            requests: Mutex::default(),
+            failures: Mutex::default(),
+        });
         let serving = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -148,6 +205,14 @@ impl FakeApiServer {
             }
         });
         Self { address, state, task }
+    }
+
+    /// Keeps only the latest `events` watch events (default [`HISTORY_WINDOW`]); watches from older
+    /// versions are answered `410 Gone`.
+    pub fn set_history_window(&self, events: usize) {
+        let mut store = self.state.store.lock().unwrap();
+        store.history_window = events.max(1);
+        trim_history(&mut store);
     }
 
     /// Where the server listens.
@@ -333,20 +398,31 @@ fn commit(
     store.resource_version += 1;
     object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
     let objects = store.objects.entry(collection.clone()).or_default();
-    if event_type == "DELETED" {
-        objects.remove(&key);
-    } else {
-        objects.insert(key, object.clone());
+    let old = if event_type == "DELETED" { objects.remove(&key) } else { objects.insert(key.clone(), object.clone()) };
+    if let Some(old) = old {
+        store.index(collection, &key, &old, false);
+    }
+    if event_type != "DELETED" {
+        store.index(collection, &key, &object, true);
     }
     let record = WatchRecord {
         resource_version: store.resource_version,
         collection: collection.clone(),
         event_type,
-        object: object.clone(),
+        object: Arc::new(object.clone()),
     };
-    store.history.push(record.clone());
+    store.history.push_back(record.clone());
+    trim_history(store);
     let _ = events.send(record);
     object
+}
+
+fn trim_history(store: &mut Store) {
+    while store.history.len() > store.history_window {
+        if let Some(dropped) = store.history.pop_front() {
+            store.history_floor = dropped.resource_version;
+        }
+    }
 }
 
 fn create(
@@ -512,6 +588,9 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         query: request.uri().query().unwrap_or("").to_string(),
         watch,
     });
+    if path == "/_fake/count" {
+        return Ok(count_response(&state, &query));
+    }
     if path == "/_fake/writes" {
         // Writes so far by method and resource, for harnesses that run the server in a process.
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -547,7 +626,7 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
         return Ok(if watch {
             watch_response(&state, &target, &query, &selector, metadata_only)
         } else {
-            list_response(&state, &target, &selector, metadata_only)
+            list_response(&state, &target, &query, &selector, metadata_only)
         });
     }
     let mut store = state.store.lock().unwrap();
@@ -749,21 +828,87 @@ fn without_item_types(collection: &Collection, mut item: Value) -> Value {
     item
 }
 
-fn list_response(state: &State, target: &Target, selector: &str, metadata_only: bool) -> Response<Body> {
-    let store = state.store.lock().unwrap();
+/// Objects of `target`'s collection (its namespace only, when namespaced) matching `selector`,
+/// in key order, read under the lock: from the label index when the selector allows, else by
+/// scanning.
+fn select(store: &Store, target: &Target, selector: &str) -> Vec<Value> {
+    select_page(store, target, selector, None, usize::MAX).0
+}
+
+/// One page of [`select`]: at most `limit` objects with keys after `after`, and whether more follow.
+fn select_page(
+    store: &Store,
+    target: &Target,
+    selector: &str,
+    after: Option<&(String, String)>,
+    limit: usize,
+) -> (Vec<Value>, bool) {
     let empty = BTreeMap::new();
     let objects = store.objects.get(&target.collection).unwrap_or(&empty);
-    // Objects are keyed by (namespace, name): a namespaced list reads only its namespace's range.
-    let candidates: Box<dyn Iterator<Item = &Value>> = match &target.namespace {
-        Some(ns) => Box::new(
-            objects.range((ns.clone(), String::new())..).take_while(move |((n, _), _)| n == ns).map(|(_, v)| v),
-        ),
-        None => Box::new(objects.values()),
+    let after_ok = |key: &(String, String)| after.is_none_or(|a| key > a);
+    let mut matching: Box<dyn Iterator<Item = &Value>> = if let Some(keys) =
+        store.indexed_candidates(&target.collection, selector)
+    {
+        Box::new(
+            keys.into_iter()
+                .filter(|key| after_ok(key) && target.namespace.as_ref().is_none_or(|want| *want == key.0))
+                .filter_map(|key| objects.get(&key))
+                .filter(|o| labels_match(o, selector))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        )
+    } else {
+        // Objects are keyed by (namespace, name): a namespaced list reads only its namespace's range.
+        let candidates: Box<dyn Iterator<Item = (&(String, String), &Value)>> = match &target.namespace {
+            Some(ns) => Box::new(objects.range((ns.clone(), String::new())..).take_while(move |((n, _), _)| n == ns)),
+            None => Box::new(objects.iter()),
+        };
+        Box::new(candidates.filter(move |(k, o)| after_ok(k) && labels_match(o, selector)).map(|(_, o)| o))
     };
-    let items: Vec<Value> = candidates
-        .filter(|o| labels_match(o, selector))
-        .map(|o| without_item_types(&target.collection, as_metadata(o, metadata_only)))
-        .collect();
+    let page: Vec<Value> = matching.by_ref().take(limit).cloned().collect();
+    let more = matching.next().is_some();
+    (page, more)
+}
+
+fn list_response(
+    state: &State,
+    target: &Target,
+    query: &BTreeMap<String, String>,
+    selector: &str,
+    metadata_only: bool,
+) -> Response<Body> {
+    // Like the API server answering from its watch cache, `resourceVersion=0` ("any version")
+    // ignores `limit`: one page (kube's watchers list this way by default).
+    let from_cache = query.get("resourceVersion").is_some_and(|v| v == "0");
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0 && !from_cache)
+        .unwrap_or(usize::MAX);
+    // `continue`: "<resource version of the first page>/<namespace>/<name of the last item sent>".
+    let continued = query.get("continue").filter(|c| !c.is_empty()).map(|token| {
+        let mut parts = token.splitn(3, '/');
+        let version = parts.next().and_then(|v| v.parse::<u64>().ok());
+        let key = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        (version, key)
+    });
+    if let Some((None, _)) = continued {
+        return status_error(400, "BadRequest", "malformed continue token");
+    }
+    let (selected, more, resource_version) = {
+        let store = state.store.lock().unwrap();
+        let after = continued.as_ref().map(|(_, key)| key);
+        let (page, more) = select_page(&store, target, selector, after, limit);
+        let version = continued.as_ref().and_then(|(v, _)| *v).unwrap_or(store.resource_version);
+        (page, more, version)
+    };
+    let next = selected.last().filter(|_| more).map(|last| {
+        let namespace = last["metadata"]["namespace"].as_str().unwrap_or("");
+        format!("{resource_version}/{namespace}/{}", last["metadata"]["name"].as_str().unwrap_or(""))
+    });
+    // Encoded outside the lock: other requests need not wait for a large answer.
+    let items: Vec<Value> =
+        selected.iter().map(|o| without_item_types(&target.collection, as_metadata(o, metadata_only))).collect();
     let kind = if metadata_only { "PartialObjectMetadataList" } else { "List" };
     let api_version = if metadata_only { "meta.k8s.io/v1" } else { "v1" };
     respond(
@@ -771,10 +916,49 @@ fn list_response(state: &State, target: &Target, selector: &str, metadata_only: 
         &json!({
             "apiVersion": api_version,
             "kind": kind,
-            "metadata": {"resourceVersion": store.resource_version.to_string()},
+            "metadata": {"resourceVersion": resource_version.to_string(), "continue": next},
             "items": items,
         }),
     )
+}
+
+/// Test-only `GET /_fake/count?path=<collection path>[&labelSelector=..][&phase=P][&condition=T]`:
+/// how many objects match, counting only those whose `status.phase` is `P` and whose condition
+/// `T` is `True` (with `observedGeneration`, when the status has one, equal to the object's
+/// generation). Lets a harness wait for thousands of objects without listing them.
+fn count_response(state: &State, query: &BTreeMap<String, String>) -> Response<Body> {
+    let Some(target) = query.get("path").and_then(|p| parse_path(p)) else {
+        return status_error(400, "BadRequest", "path: a collection path is required");
+    };
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let phase = query.get("phase");
+    let condition = query.get("condition");
+    let store = state.store.lock().unwrap();
+    let counted = |o: &Value| {
+        let status = &o["status"];
+        let current = status.get("observedGeneration").is_none_or(|g| *g == o["metadata"]["generation"]);
+        let phase_ok = phase.is_none_or(|p| status["phase"].as_str() == Some(p.as_str()));
+        let condition_ok = condition.is_none_or(|t| {
+            current
+                && status["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == t.as_str() && c["status"] == "True"))
+        });
+        phase_ok && condition_ok
+    };
+    let count = match store.indexed_candidates(&target.collection, &selector) {
+        Some(_) => select(&store, &target, &selector).iter().filter(|o| counted(o)).count(),
+        None => {
+            let empty = BTreeMap::new();
+            let objects = store.objects.get(&target.collection).unwrap_or(&empty);
+            objects
+                .values()
+                .filter(|o| target.namespace.as_ref().is_none_or(|ns| o["metadata"]["namespace"] == ns.as_str()))
+                .filter(|o| labels_match(o, &selector) && counted(o))
+                .count()
+        }
+    };
+    respond(200, &json!({"count": count}))
 }
 
 fn watch_response(
@@ -789,6 +973,19 @@ fn watch_response(
     // Snapshot the history and subscribe under one lock, so no event falls between them.
     let (backlog, receiver) = {
         let store = state.store.lock().unwrap();
+        if since != 0 && since < store.history_floor {
+            // Like a real API server: the version is older than the history kept. The client
+            // must list again.
+            drop(store);
+            let gone = json!({"type": "ERROR", "object": {
+                "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: {since}"), "reason": "Expired", "code": 410}});
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(gone.to_string() + "\n")).boxed())
+                .expect("response");
+        }
         let backlog: Vec<WatchRecord> = if since == 0 {
             // No version: synthetic ADDED events for the current objects, then changes.
             store
@@ -800,16 +997,12 @@ fn watch_response(
                     resource_version: store.resource_version,
                     collection: target.collection.clone(),
                     event_type: "ADDED",
-                    object: o.clone(),
+                    object: Arc::new(o.clone()),
                 })
                 .collect()
         } else {
-            store
-                .history
-                .iter()
-                .filter(|r| r.resource_version > since && r.collection == target.collection)
-                .cloned()
-                .collect()
+            let first = store.history.partition_point(|r| r.resource_version <= since);
+            store.history.range(first..).filter(|r| r.collection == target.collection).cloned().collect()
         };
         (backlog, state.events.subscribe())
     };
@@ -863,6 +1056,65 @@ mod tests {
         );
         let t = parse_path("/api/v1/namespaces/acme/status").unwrap();
         assert_eq!((t.namespace, t.name.as_deref(), t.subresource.as_deref()), (None, Some("acme"), Some("status")));
+    }
+
+    fn config_map(name: &str, tenant: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "labels": {"scs.dev/tenant": tenant, "app": name}}})
+    }
+
+    #[tokio::test]
+    async fn indexed_lists_follow_label_changes() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::api::{Api, ListParams};
+        let server = FakeApiServer::start().await;
+        for (name, tenant) in [("a", "acme"), ("b", "acme"), ("c", "other")] {
+            server.insert("/api/v1/namespaces/ns/configmaps", config_map(name, tenant));
+        }
+        server.insert("/api/v1/namespaces/elsewhere/configmaps", config_map("d", "acme"));
+        let names = |list: kube::core::ObjectList<ConfigMap>| {
+            list.items.into_iter().map(|c| c.metadata.name.unwrap()).collect::<Vec<_>>()
+        };
+        let all: Api<ConfigMap> = Api::all(server.client());
+        let acme = ListParams::default().labels("scs.dev/tenant=acme");
+        assert_eq!(names(all.list(&acme).await.unwrap()), ["d", "a", "b"]);
+        let in_ns: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
+        assert_eq!(names(in_ns.list(&acme).await.unwrap()), ["a", "b"]);
+        assert_eq!(names(in_ns.list(&acme.clone().labels("scs.dev/tenant=acme,app=b")).await.unwrap()), ["b"]);
+        // Relabelled and deleted objects leave the index.
+        let mut moved = server.get("/api/v1/namespaces/ns/configmaps/a").unwrap();
+        moved["metadata"]["labels"]["scs.dev/tenant"] = json!("other");
+        let request = http::Request::put("/api/v1/namespaces/ns/configmaps/a")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&moved).unwrap())
+            .unwrap();
+        let _: Value = server.client().request(request).await.unwrap();
+        in_ns.delete("b", &Default::default()).await.unwrap();
+        assert_eq!(names(in_ns.list(&acme).await.unwrap()), Vec::<String>::new());
+        let other = ListParams::default().labels("scs.dev/tenant=other");
+        assert_eq!(names(in_ns.list(&other).await.unwrap()), ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_watch_from_a_version_older_than_the_history_is_gone() {
+        use futures::TryStreamExt;
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::api::{Api, WatchEvent, WatchParams};
+        let server = FakeApiServer::start().await;
+        server.set_history_window(2);
+        for name in ["a", "b", "c", "d"] {
+            server.insert("/api/v1/namespaces/ns/configmaps", config_map(name, "acme"));
+        }
+        let api: Api<ConfigMap> = Api::namespaced(server.client(), "ns");
+        // Versions 3 and 4 are kept: a watch from 2 sees both, one from 1 missed version 2.
+        let mut recent = api.watch(&WatchParams::default().timeout(1), "2").await.unwrap().boxed();
+        let first = recent.try_next().await.unwrap().unwrap();
+        assert!(matches!(first, WatchEvent::Added(c) if c.metadata.name.as_deref() == Some("c")));
+        let mut old = api.watch(&WatchParams::default().timeout(1), "1").await.unwrap().boxed();
+        match old.try_next().await.unwrap().unwrap() {
+            WatchEvent::Error(status) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+            other => panic!("expected 410 Gone, got {other:?}"),
+        }
     }
 
     #[test]

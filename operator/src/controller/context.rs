@@ -1,6 +1,9 @@
 //! What every reconcile shares.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::core::error_boundary::DeserializeGuard;
@@ -10,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
-use crate::api::{SdnNetwork, Tenant};
+use crate::api::{SdnNetwork, SecureWorkloadStatus, Tenant, TenantStatus};
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -30,6 +33,108 @@ pub struct Context {
     pub networks: Store<DeserializeGuard<SdnNetwork>>,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    pub tenant_status: Written<TenantStatus>,
+    pub workload_status: Written<SecureWorkloadStatus>,
+    /// Tenants we added the finalizer to (the status type is unit: only the version matters).
+    pub finalizer_added: Written<()>,
+    /// Bumped on every change the tenant and network caches see (see [`Context::caches_changed`]).
+    catalog_version: AtomicU64,
+    catalog: Mutex<Option<(u64, Arc<CatalogSnapshot>)>>,
+}
+
+/// The cached tenants and networks as one [`Catalog`], built once per change of the caches and
+/// shared by every reconcile and mapper until the next change: with thousands of tenants, cloning
+/// and sorting them for each of tens of thousands of reconciles was most of the operator's work.
+pub struct CatalogSnapshot {
+    catalog: Catalog,
+    /// Namespace → index of the first (oldest) tenant listing it.
+    by_namespace: HashMap<String, usize>,
+}
+
+impl CatalogSnapshot {
+    fn new(catalog: Catalog) -> Self {
+        let mut by_namespace = HashMap::new();
+        for (index, tenant) in catalog.tenants.iter().enumerate() {
+            for namespace in tenant.namespace_names() {
+                by_namespace.entry(namespace).or_insert(index);
+            }
+        }
+        Self { catalog, by_namespace }
+    }
+
+    /// The tenant whose namespaces include `namespace` (the oldest when several list it), like
+    /// [`Catalog::tenant_of_namespace`] but without a scan.
+    pub fn tenant_of_namespace(&self, namespace: &str) -> Option<&Tenant> {
+        self.by_namespace.get(namespace).map(|&index| &self.catalog.tenants[index])
+    }
+}
+
+impl std::ops::Deref for CatalogSnapshot {
+    type Target = Catalog;
+
+    fn deref(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+/// The statuses this operator wrote whose objects' cached copies have not caught up yet.
+///
+/// A reconcile triggered by a child (say, the Deployment it has just created) can start before
+/// the watch has delivered the status the previous pass wrote; comparing against the stale cached
+/// status would write the same status again and repeat its Event. So each written status is
+/// remembered with the resource version the write produced, until the cache shows that version
+/// (resource versions are opaque: only equality is used) or [`WRITTEN_TTL`] has passed, which
+/// bounds how long a missed version (the cache jumping past it) can hide a later change of the
+/// status by someone else. The map holds only objects in flight.
+pub struct Written<S> {
+    statuses: Mutex<HashMap<String, Entry<S>>>,
+}
+
+struct Entry<S> {
+    resource_version: Option<String>,
+    at: Instant,
+    status: S,
+}
+
+/// How long a written status may stand in for a cached copy that has not shown it.
+pub const WRITTEN_TTL: Duration = Duration::from_secs(30);
+
+impl<S: Clone> Default for Written<S> {
+    fn default() -> Self {
+        Self { statuses: Mutex::default() }
+    }
+}
+
+impl<S: Clone> Written<S> {
+    /// The status last written for `key` if the cached copy (at `cached_version`) does not show
+    /// it yet; `None` once it does.
+    pub fn newer_than_cache(&self, key: &str, cached_version: Option<&str>) -> Option<S> {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = statuses.get(key)?;
+        if entry.resource_version.as_deref() == cached_version || entry.at.elapsed() > WRITTEN_TTL {
+            statuses.remove(key);
+            return None;
+        }
+        Some(entry.status.clone())
+    }
+
+    /// Remembers that `status` was written, producing `resource_version`.
+    pub fn wrote(&self, key: String, resource_version: Option<String>, status: S) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        if statuses.len() >= 1024 && statuses.len().is_power_of_two() {
+            statuses.retain(|_, entry| entry.at.elapsed() <= WRITTEN_TTL);
+        }
+        statuses.insert(key, Entry { resource_version, at: Instant::now(), status });
+    }
+
+    /// Objects whose written status the cache may not show yet.
+    pub fn len(&self) -> usize {
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Context {
@@ -47,11 +152,36 @@ impl Context {
             tenants,
             networks,
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
+            tenant_status: Written::default(),
+            workload_status: Written::default(),
+            finalizer_added: Written::default(),
+            catalog_version: AtomicU64::new(0),
+            catalog: Mutex::default(),
         }
     }
 
-    /// Tenants and networks as cached, tenants oldest first (the oldest claim on a namespace wins).
-    pub fn catalog(&self) -> Catalog {
+    /// Called by the task that feeds the tenant and network caches on every event it passes on
+    /// (after the cache has applied it): the next [`Context::catalog`] is built afresh.
+    pub fn caches_changed(&self) {
+        self.catalog_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Tenants and networks as cached, tenants oldest first (the oldest claim on a namespace
+    /// wins): one snapshot, rebuilt only after the caches change.
+    pub fn catalog(&self) -> Arc<CatalogSnapshot> {
+        let version = self.catalog_version.load(Ordering::Acquire);
+        let mut current = self.catalog.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((built_at, snapshot)) = current.as_ref()
+            && *built_at == version
+        {
+            return snapshot.clone();
+        }
+        let snapshot = Arc::new(CatalogSnapshot::new(self.build_catalog()));
+        *current = Some((version, snapshot.clone()));
+        snapshot
+    }
+
+    fn build_catalog(&self) -> Catalog {
         let mut tenants = self.readable_tenants();
         tenants.sort_by(|a, b| {
             (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
@@ -78,5 +208,24 @@ impl Context {
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             warn!(%error, reason, "could not record event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_status_stands_in_until_the_cache_shows_it() {
+        let written: Written<&str> = Written::default();
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("5")), None);
+        written.wrote("ns/w/1".into(), Some("7".into()), "Running");
+        // The cache is still at an older version, or an intermediate one: the written status wins.
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("5")), Some("Running"));
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("6")), Some("Running"));
+        assert_eq!(written.newer_than_cache("ns/w/2", Some("5")), None, "another object");
+        // Once the cache shows the write, it is the truth again.
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("7")), None);
+        assert!(written.is_empty());
     }
 }

@@ -43,8 +43,15 @@ pub struct Metrics {
     managed: Family<KindLabel, Gauge>,
     api_requests: Family<VerbLabel, Counter>,
     leader: Gauge,
-    /// Children per (owner, kind), so that the per-kind gauge is a sum over owners.
-    owned: Mutex<HashMap<(String, String), i64>>,
+    /// Children per owner and kind, so that the per-kind gauge is a sum over owners.
+    owned: Mutex<Owned>,
+}
+
+#[derive(Default)]
+struct Owned {
+    by_owner: HashMap<String, HashMap<String, i64>>,
+    /// Sum over owners, kept up to date as owners change (no pass over every owner).
+    totals: HashMap<String, i64>,
 }
 
 /// The process-wide metrics.
@@ -81,16 +88,19 @@ impl Metrics {
     /// Sets how many objects of each kind `owner` has; an empty map forgets the owner.
     pub fn owns(&self, owner: &str, counts: &HashMap<String, i64>) {
         let mut owned = self.owned.lock().expect("metrics lock");
-        owned.retain(|(o, _), _| o != owner);
+        let Owned { by_owner, totals } = &mut *owned;
+        let before = by_owner.remove(owner).unwrap_or_default();
+        for (kind, count) in &before {
+            *totals.entry(kind.clone()).or_default() -= count;
+        }
         for (kind, count) in counts {
-            owned.insert((owner.to_string(), kind.clone()), *count);
+            *totals.entry(kind.clone()).or_default() += count;
         }
-        let mut totals: HashMap<&str, i64> = HashMap::new();
-        for ((_, kind), count) in owned.iter() {
-            *totals.entry(kind).or_default() += count;
+        for kind in before.keys().chain(counts.keys()) {
+            self.managed.get_or_create(&KindLabel { kind: kind.clone() }).set(totals[kind]);
         }
-        for (kind, total) in totals {
-            self.managed.get_or_create(&KindLabel { kind: kind.into() }).set(total);
+        if !counts.is_empty() {
+            by_owner.insert(owner.to_string(), counts.clone());
         }
     }
 

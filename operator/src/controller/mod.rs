@@ -28,7 +28,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{SdnNetwork, SecureWorkload, Tenant};
@@ -47,10 +47,11 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(object: Arc<K>, error: &Err
     Action::requeue(delay)
 }
 
-/// A cache of every `K` (unreadable objects kept as errors) and the stream of changes that feeds it.
-fn cached<K>(
-    client: Client,
-) -> (reflector::Store<DeserializeGuard<K>>, impl futures::Stream<Item = Result<DeserializeGuard<K>, watcher::Error>>)
+type CacheEvent<K> = Result<watcher::Event<DeserializeGuard<K>>, watcher::Error>;
+
+/// A cache of every `K` (unreadable objects kept as errors) and the stream of watch events that
+/// feeds it (each yielded once the cache has applied it).
+fn cached<K>(client: Client) -> (reflector::Store<DeserializeGuard<K>>, impl futures::Stream<Item = CacheEvent<K>>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
@@ -59,8 +60,7 @@ where
     // managedFields are never read here and are often the larger part of an object.
     let changes =
         watcher(api, watcher::Config::default()).default_backoff().modify(|object| object.managed_fields_mut().clear());
-    let events = reflector::reflector(writer, changes).touched_objects();
-    (store, events)
+    (store, reflector::reflector(writer, changes))
 }
 
 /// The object inside a deserialization guard, or `None` (logged) when it could not be read. The
@@ -105,6 +105,53 @@ where
     watcher(Api::<DeserializeGuard<K>>::all(client), watcher::Config::default()).default_backoff().touched_objects()
 }
 
+/// What matters of an object to a controller that only cares that it exists, when its spec
+/// changes (when `generation` is set) and when its deletion starts.
+type Signature = (Option<String>, Option<i64>, bool);
+
+/// Changes of every `K` that matter to another controller, as triggers: an object appearing,
+/// going, starting to be deleted and, with `generation`, a change of its spec. Status-only writes
+/// are dropped: at scale they are most of the changes, and re-reconciling everything a status
+/// write touches (a tenant for each workload status, every workload of a tenant for each tenant
+/// status) would multiply the work.
+fn lifecycle<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    generation: bool,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<(Option<String>, String), Signature> = Default::default();
+    events.flat_map(move |event| {
+        let key = |object: &K| (object.meta().namespace.clone(), object.meta().name.clone().unwrap_or_default());
+        let out = match event {
+            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                let meta = object.meta();
+                let signature =
+                    (meta.uid.clone(), meta.generation.filter(|_| generation), meta.deletion_timestamp.is_some());
+                match seen.insert(key(&object), signature.clone()) {
+                    Some(before) if before == signature => None,
+                    _ => Some(Ok(object)),
+                }
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                seen.remove(&key(&object));
+                Some(Ok(object))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(error) => Some(Err(error)),
+        };
+        futures::stream::iter(out)
+    })
+}
+
+/// What one of the cache task's channels receives, as a watch stream.
+fn received<T: Send + 'static>(
+    receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = Result<T, watcher::Error>> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|e| (Ok(e), receiver)) })
+}
+
 /// Forgets an object's failures once it reconciles.
 async fn reset_on_success<K: kube::Resource, E: std::fmt::Display>(
     result: Result<(ObjectRef<K>, Action), E>,
@@ -133,12 +180,36 @@ pub async fn run(
     // any controller polling its triggers.
     let (tenant_store, tenant_cache) = cached::<Tenant>(client.clone());
     let (network_store, network_cache) = cached::<SdnNetwork>(client.clone());
-    let caches = tokio::spawn(async move {
-        future::join(tenant_cache.for_each(|_| future::ready(())), network_cache.for_each(|_| future::ready(()))).await;
-    });
-    let network_events = changes::<SdnNetwork>(client.clone());
-    let tenant_events = changes::<Tenant>(client.clone());
     let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
+    // Tenant changes reach the network and workload controllers from the cache task, after the
+    // cache has applied them: those controllers read the cache when triggered, and a watch of
+    // their own could trigger them before the cache has the change. Unbounded, so the cache task
+    // never waits for a controller.
+    let (to_networks, from_tenants_to_networks) = tokio::sync::mpsc::unbounded_channel();
+    let (to_workloads, from_tenants_to_workloads) = tokio::sync::mpsc::unbounded_channel();
+    let caches = {
+        let (tenants_changed, networks_changed) = (ctx.clone(), ctx.clone());
+        tokio::spawn(async move {
+            future::join(
+                tenant_cache.for_each(move |event| {
+                    tenants_changed.caches_changed();
+                    if let Ok(event) = event {
+                        let _ = to_networks.send(event.clone());
+                        let _ = to_workloads.send(event);
+                    }
+                    future::ready(())
+                }),
+                network_cache.for_each(move |_| {
+                    networks_changed.caches_changed();
+                    future::ready(())
+                }),
+            )
+            .await;
+        })
+    };
+    let network_events = changes::<SdnNetwork>(client.clone());
+    // Networks and workloads read only a tenant's spec.
+    let tenant_events = lifecycle(received(from_tenants_to_networks), true);
 
     // Children of a tenant carry its name in a label.
     let to_tenant = |meta: &kube::core::ObjectMeta| {
@@ -164,25 +235,25 @@ pub async fn run(
         tenant_controller.watches_stream(network_events, move |network: DeserializeGuard<SdnNetwork>| {
             let name = network.name_any();
             mapper_ctx
-                .readable_tenants()
-                .into_iter()
+                .catalog()
+                .tenants
+                .iter()
                 .filter(|t| t.spec.networks.contains(&name))
                 .map(|t| ObjectRef::new(&t.name_any()))
                 .collect::<Vec<_>>()
         });
-    // Workloads coming and going decide whether a deletion or namespace release may proceed.
+    // Workloads coming and going decide whether a deletion or namespace release may proceed
+    // (their status changes do not matter here).
     let mapper_ctx = ctx.clone();
-    let workloads = watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
+    let workloads = lifecycle(
+        watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
+            .default_backoff(),
+        false,
+    );
     tenant_controller =
         tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
             let namespace = workload.namespace().unwrap_or_default();
-            mapper_ctx
-                .readable_tenants()
-                .into_iter()
-                .find(|t| t.namespace_names().contains(&namespace))
-                .map(|t| ObjectRef::new(&t.name_any()))
+            mapper_ctx.catalog().tenant_of_namespace(&namespace).map(|t| ObjectRef::new(&t.name_any()))
         });
 
     let network_controller =
@@ -214,14 +285,14 @@ pub async fn run(
             kind.resource.clone(),
         );
     }
-    let tenant_changes = changes::<Tenant>(client.clone());
+    let tenant_changes = lifecycle(received(from_tenants_to_workloads), true);
     workload_controller =
         workload_controller.watches_stream(tenant_changes, move |tenant: DeserializeGuard<Tenant>| {
             let namespaces = tenant.0.map(|t| t.namespace_names()).unwrap_or_default();
             workload_store
                 .state()
                 .iter()
-                .filter(|w| w.namespace().is_some_and(|ns| namespaces.contains(&ns)))
+                .filter(|w| w.meta().namespace.as_ref().is_some_and(|ns| namespaces.contains(ns)))
                 .map(|w| ObjectRef::from_obj(&**w))
                 .collect::<Vec<_>>()
         });

@@ -38,6 +38,10 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>
     let _ = ctx.tenants.wait_until_ready().await;
     let _ = ctx.networks.wait_until_ready().await;
     let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let tenant = match ensure_finalizer(&api, tenant, &ctx).await? {
+        Some(tenant) => tenant,
+        None => return Ok(Action::await_change()),
+    };
     let action = finalizer(&api, FINALIZER, tenant, |event| async {
         match event {
             Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
@@ -47,6 +51,27 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>
     .await
     .map_err(Error::from)?;
     Ok(action)
+}
+
+/// Adds our finalizer to a live tenant that lacks it and goes on with the patched object, so the
+/// first pass both adds the finalizer and applies (the `finalizer` helper would stop after adding
+/// it). Returns `None` when we have added it already but the cache does not show it yet: its
+/// watch event brings the tenant back, and adding it twice would only fail.
+async fn ensure_finalizer(api: &Api<Tenant>, tenant: Arc<Tenant>, ctx: &Context) -> Result<Option<Arc<Tenant>>> {
+    if tenant.metadata.deletion_timestamp.is_some() || tenant.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Some(tenant));
+    }
+    let key = status_key(&tenant);
+    if ctx.finalizer_added.newer_than_cache(&key, tenant.metadata.resource_version.as_deref()).is_some() {
+        return Ok(None);
+    }
+    let mut finalizers = tenant.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    // The resource version makes the patch fail rather than overwrite a concurrent change.
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
+    let patched = api.patch(&tenant.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.finalizer_added.wrote(key, patched.metadata.resource_version.clone(), ());
+    Ok(Some(Arc::new(patched)))
 }
 
 fn selector(tenant: &Tenant) -> String {
@@ -136,10 +161,22 @@ async fn holds_data(client: &Client, namespace: &str) -> Result<Vec<String>> {
     Ok(held)
 }
 
+/// Which object a remembered status belongs to (a tenant deleted and created again is another).
+fn status_key(tenant: &Tenant) -> String {
+    format!("{}/{}", tenant.name_any(), tenant.uid().unwrap_or_default())
+}
+
+/// The freshest status we know: the cached one, or the one we wrote if the cache lags behind.
+fn latest_status(tenant: &Tenant, ctx: &Context) -> TenantStatus {
+    ctx.tenant_status
+        .newer_than_cache(&status_key(tenant), tenant.metadata.resource_version.as_deref())
+        .unwrap_or_else(|| tenant.status.clone().unwrap_or_default())
+}
+
 async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let name = tenant.name_any();
     let generation = tenant.metadata.generation;
-    let previous = tenant.status.clone().unwrap_or_default();
+    let previous = latest_status(tenant, ctx);
 
     let spec_errors = cross::tenant_spec_errors(tenant, &ctx.config);
     if !spec_errors.is_empty() {
@@ -204,7 +241,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
-    let status = compute_status(tenant, ctx, &catalog, &states, &report, &held);
+    let status = compute_status(tenant, ctx, &catalog, &previous, &states, &report, &held);
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -237,12 +274,12 @@ fn compute_status(
     tenant: &Tenant,
     ctx: &Context,
     catalog: &Catalog,
+    previous: &TenantStatus,
     states: &BTreeMap<String, NamespaceState>,
     report: &sync::SyncReport,
     held: &BTreeMap<String, Vec<String>>,
 ) -> TenantStatus {
     let generation = tenant.metadata.generation;
-    let previous = tenant.status.clone().unwrap_or_default();
     let namespaces: Vec<TenantNamespaceStatus> = tenant
         .namespace_names()
         .into_iter()
@@ -348,7 +385,10 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
     }
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "Tenant", "status": next});
-    api.patch_status(&tenant.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch)).await?;
+    let written = api
+        .patch_status(&tenant.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
+        .await?;
+    ctx.tenant_status.wrote(status_key(tenant), written.metadata.resource_version, next);
     Ok(())
 }
 
@@ -371,7 +411,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             "deletion waits until these are removed (or the Tenant is annotated {FORCE_DELETE}=\"true\"): {}",
             data.join(", ")
         );
-        let previous = tenant.status.clone().unwrap_or_default();
+        let previous = latest_status(tenant, ctx);
         let mut conditions: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
         conditions.push(condition("Ready", false, "DeletionBlocked", message.clone(), tenant.metadata.generation));
         let was_blocked = previous.conditions.iter().any(|c| c.reason == "DeletionBlocked");

@@ -35,7 +35,11 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
     let _ = ctx.tenants.wait_until_ready().await;
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name_any();
-    let previous = workload.status.clone().unwrap_or_default();
+    // The freshest status we know: the cached one, or the one we wrote if the cache lags behind.
+    let previous = ctx
+        .workload_status
+        .newer_than_cache(&status_key(workload), workload.metadata.resource_version.as_deref())
+        .unwrap_or_else(|| workload.status.clone().unwrap_or_default());
     let generation = workload.metadata.generation;
 
     let catalog = ctx.catalog();
@@ -114,7 +118,10 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
         children: desired.iter().map(|c| ChildReference { kind: c.kind.clone(), name: c.name.clone() }).collect(),
         conditions: conditions::merge(&previous.conditions, next),
     };
-    let phase_changed = previous.phase != status.phase;
+    // Events mark transitions: a new workload's first phase (waiting for its workload object or
+    // rolling out) is said by its status alone.
+    let initial = previous.phase.is_none() && matches!(phase, WorkloadPhase::Pending | WorkloadPhase::Progressing);
+    let phase_changed = previous.phase != status.phase && !initial;
     let message = status.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
     write_status(workload, &ctx, &previous, status).await?;
     if phase_changed {
@@ -122,6 +129,12 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<
         ctx.event(workload, warning, &format!("{phase:?}"), message).await;
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Which object a remembered status belongs to (a workload deleted and created again is another).
+fn status_key(workload: &SecureWorkload) -> String {
+    let uid = workload.uid().unwrap_or_default();
+    format!("{}/{}/{uid}", workload.namespace().unwrap_or_default(), workload.name_any())
 }
 
 /// Writes the status when it says something new; returns whether it wrote.
@@ -139,7 +152,9 @@ async fn write_status(
     }
     let api: Api<SecureWorkload> = Api::namespaced(ctx.client.clone(), &workload.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SecureWorkload", "status": next});
-    api.patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
+    let written = api
+        .patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.workload_status.wrote(status_key(workload), written.metadata.resource_version, next);
     Ok(true)
 }
