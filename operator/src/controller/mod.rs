@@ -173,7 +173,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
-    let tenants_api: Api<DeserializeGuard<Tenant>> = Api::all(client.clone());
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
     // The caches are fed by their own task: reconcilers wait for them, so they must not depend on
@@ -187,6 +186,9 @@ pub async fn run(
     // never waits for a controller.
     let (to_networks, from_tenants_to_networks) = tokio::sync::mpsc::unbounded_channel();
     let (to_workloads, from_tenants_to_workloads) = tokio::sync::mpsc::unbounded_channel();
+    // The tenant controller triggers on the same events and reads the same store: one copy of
+    // every Tenant, without managedFields.
+    let (to_tenants, from_tenant_cache) = tokio::sync::mpsc::unbounded_channel();
     let caches = {
         let (tenants_changed, networks_changed) = (ctx.clone(), ctx.clone());
         tokio::spawn(async move {
@@ -194,6 +196,7 @@ pub async fn run(
                 tenant_cache.for_each(move |event| {
                     tenants_changed.caches_changed();
                     if let Ok(event) = event {
+                        let _ = to_tenants.send(event.clone());
                         let _ = to_networks.send(event.clone());
                         let _ = to_workloads.send(event);
                     }
@@ -219,7 +222,8 @@ pub async fn run(
             .map(|name| ObjectRef::<DeserializeGuard<Tenant>>::new(name))
     };
     let mut tenant_controller =
-        Controller::new(tenants_api, watcher::Config::default()).with_config(controller_config());
+        Controller::for_stream(received(from_tenant_cache).applied_objects(), tenant_store.clone())
+            .with_config(controller_config());
     for kind in managed::kinds_of(managed::Scope::Tenant) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
@@ -266,10 +270,16 @@ pub async fn run(
 
     // Workloads: their children are found by the `scs.dev/workload` label (retained claims carry
     // no owner reference), and a tenant change re-renders every workload in its namespaces.
+    // The controller's own store, without managedFields (often the larger part of an object).
+    let (workload_store, workload_writer) = reflector::store::<DeserializeGuard<SecureWorkload>>();
+    let workload_stream =
+        watcher(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(|object| object.managed_fields_mut().clear())
+            .reflect(workload_writer)
+            .applied_objects();
     let mut workload_controller =
-        Controller::new(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default())
-            .with_config(controller_config());
-    let workload_store = workload_controller.store();
+        Controller::for_stream(workload_stream, workload_store.clone()).with_config(controller_config());
     for kind in managed::kinds_of(managed::Scope::Workload) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
