@@ -4,8 +4,8 @@
 //! GET, LIST and WATCH (resourceVersion, label selectors, metadata-only responses), POST,
 //! PUT, PATCH (server-side apply, JSON merge, strategic merge treated as JSON merge, JSON patch),
 //! DELETE with finalizers and `deletionTimestamp`, and the `status` subresource. Tests can inject
-//! errors (the next K requests matching a method and path fail with a status code) and read a log
-//! of every request.
+//! errors (the next K requests matching a method and path fail with a status code), delay
+//! requests (answered only after a while) and read a log of every request.
 //!
 //! What it does NOT emulate — keep this list true:
 //! - admission of any kind: no schema or CEL validation, no defaulting, no RBAC, no webhooks,
@@ -108,6 +108,14 @@ struct Failure {
     code: u16,
 }
 
+/// Requests held for a while before they are served (a slow API server).
+struct Delay {
+    method: String,
+    path_contains: String,
+    remaining: usize,
+    by: Duration,
+}
+
 /// Which field manager last wrote each leaf field of an object (lists count as leaves).
 type FieldOwners = BTreeMap<String, String>;
 
@@ -163,6 +171,7 @@ struct State {
     events: broadcast::Sender<WatchRecord>,
     requests: Mutex<Vec<RequestRecord>>,
     failures: Mutex<Vec<Failure>>,
+    delays: Mutex<Vec<Delay>>,
 }
 
 /// A running fake API server; stops when dropped.
@@ -190,6 +199,7 @@ impl FakeApiServer {
             events,
             requests: Mutex::default(),
             failures: Mutex::default(),
+            delays: Mutex::default(),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -250,6 +260,17 @@ impl FakeApiServer {
             path_contains: path_contains.into(),
             remaining: count,
             code,
+        });
+    }
+
+    /// The next `count` requests with `method` whose path contains `path_contains` are answered
+    /// only after `by` (they are logged at once, so a test can see them in flight).
+    pub fn delay_next(&self, method: &str, path_contains: &str, count: usize, by: Duration) {
+        self.state.delays.lock().unwrap().push(Delay {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            remaining: count,
+            by,
         });
     }
 
@@ -602,6 +623,19 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             *counts.entry(format!("{} {}", record.method, resource.unwrap_or_default())).or_default() += 1;
         }
         return Ok(respond(200, &json!(counts)));
+    }
+    let delay = {
+        let mut delays = state.delays.lock().unwrap();
+        delays
+            .iter_mut()
+            .find(|d| d.remaining > 0 && d.method == method.as_str() && path.contains(&d.path_contains))
+            .map(|d| {
+                d.remaining -= 1;
+                d.by
+            })
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
     }
     if let Some(code) = injected_failure(&state, method.as_str(), &path) {
         let reason = if code == 409 { "Conflict" } else { "InternalError" };

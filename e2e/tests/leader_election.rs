@@ -116,3 +116,27 @@ async fn a_standby_takes_over_from_a_leader_that_died() {
     eventually("b reconciles", || async { runtime_class_label(&server).as_deref() == Some("kata-b") }).await;
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_reconcile_in_flight_finish_then_releases_the_lease() {
+    let server = FakeApiServer::start().await;
+    let mut a = start(&server, "a");
+    eventually("a holds the lease", || async { holder(&server).as_deref() == Some("a") }).await;
+    // The tenant's status write is held by a slow API server for 3 s.
+    server.delay_next("PATCH", "/tenants/acme/status", 1, Duration::from_secs(3));
+    create_tenant(&server).await;
+    eventually("the status write is in flight", || async {
+        server.requests().iter().any(|r| r.method == "PATCH" && r.path.ends_with("/tenants/acme/status"))
+    })
+    .await;
+
+    // SIGTERM while the reconcile waits on the API server: it finishes, then the replica stops.
+    let signalled = tokio::time::Instant::now();
+    a.stop.take().unwrap().send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), &mut a.task).await.expect("a stops").unwrap().unwrap();
+    assert_eq!(outcome, Outcome::Shutdown);
+    assert!(signalled.elapsed() >= Duration::from_secs(1), "stopped before the write in flight returned");
+    let tenant = server.get("/apis/scs.dev/v1alpha1/tenants/acme").unwrap();
+    assert!(tenant["status"]["conditions"].as_array().is_some_and(|c| !c.is_empty()), "status written: {tenant}");
+    assert_ne!(holder(&server).as_deref(), Some("a"), "the lease is released on the way out");
+}
