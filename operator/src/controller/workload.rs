@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -25,12 +25,22 @@ use crate::validate::{FieldError, cross, rules};
 /// How long a new workload may wait for its Tenant before it is reported as `NoTenant`.
 pub const NO_TENANT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub async fn reconcile(guarded: Arc<DeserializeGuard<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
-    let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
-    let owner = format!("SecureWorkload/{}/{}", workload.namespace().unwrap_or_default(), workload.name_any());
-    if workload.meta().deletion_timestamp.is_some() {
+pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
+    let owner = format!("SecureWorkload/{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
+    if cached.metadata.deletion_timestamp.is_some() {
         metrics().owns(&owner, &Default::default());
         return Ok(Action::await_change()); // garbage collection removes the owned children
+    }
+    // Only metadata is cached (see `controller::run`): read the workload itself.
+    let api: Api<DeserializeGuard<SecureWorkload>> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(guarded) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change()); // deleted since the event
+    };
+    let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
+    if workload.meta().deletion_timestamp.is_some() {
+        metrics().owns(&owner, &Default::default());
+        return Ok(Action::await_change());
     }
     let _ = ctx.tenants.wait_until_ready().await;
     let namespace = workload.namespace().unwrap_or_default();
