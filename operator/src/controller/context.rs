@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
-use crate::api::{SdnNetwork, SecureWorkloadStatus, Tenant, TenantStatus};
+use crate::api::{SdnNetwork, Tenant, TenantStatus};
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -34,7 +34,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub backoff: Backoff,
     pub tenant_status: Written<TenantStatus>,
-    pub workload_status: Written<SecureWorkloadStatus>,
     /// Tenants we added the finalizer to (the status type is unit: only the version matters).
     pub finalizer_added: Written<()>,
     /// Bumped on every change the tenant and network caches see (see [`Context::caches_changed`]).
@@ -153,7 +152,6 @@ impl Context {
             networks,
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
-            workload_status: Written::default(),
             finalizer_added: Written::default(),
             catalog_version: AtomicU64::new(0),
             catalog: Mutex::default(),

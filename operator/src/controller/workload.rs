@@ -45,11 +45,8 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     let _ = ctx.tenants.wait_until_ready().await;
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name_any();
-    // The freshest status we know: the cached one, or the one we wrote if the cache lags behind.
-    let previous = ctx
-        .workload_status
-        .newer_than_cache(&status_key(workload), workload.metadata.resource_version.as_deref())
-        .unwrap_or_else(|| workload.status.clone().unwrap_or_default());
+    // Read just now, so it includes the status the previous pass wrote.
+    let previous = workload.status.clone().unwrap_or_default();
     let generation = workload.metadata.generation;
 
     let catalog = ctx.catalog();
@@ -141,12 +138,6 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     Ok(Action::requeue(RESYNC))
 }
 
-/// Which object a remembered status belongs to (a workload deleted and created again is another).
-fn status_key(workload: &SecureWorkload) -> String {
-    let uid = workload.uid().unwrap_or_default();
-    format!("{}/{}/{uid}", workload.namespace().unwrap_or_default(), workload.name_any())
-}
-
 /// Writes the status when it says something new; returns whether it wrote.
 async fn write_status(
     workload: &SecureWorkload,
@@ -162,9 +153,7 @@ async fn write_status(
     }
     let api: Api<SecureWorkload> = Api::namespaced(ctx.client.clone(), &workload.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SecureWorkload", "status": next});
-    let written = api
-        .patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
+    api.patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
         .await?;
-    ctx.workload_status.wrote(status_key(workload), written.metadata.resource_version, next);
     Ok(true)
 }
