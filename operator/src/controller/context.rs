@@ -31,7 +31,11 @@ pub struct Context {
     /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub networks: Store<DeserializeGuard<SdnNetwork>>,
-    pub recorder: Recorder,
+    /// Who publishes our Events. A [`Recorder`] is made per Event: its aggregation cache keeps
+    /// every published Event for six minutes and scans them all on each publish, which at ten
+    /// thousand workloads cost megabytes and CPU, while we publish only on transitions (there are
+    /// no repeats to aggregate).
+    pub reporter: Reporter,
     pub backoff: Backoff,
     pub tenant_status: Written<TenantStatus>,
     /// Tenants we added the finalizer to (the status type is unit: only the version matters).
@@ -145,7 +149,7 @@ impl Context {
     ) -> Self {
         let reporter = Reporter { controller: "scs-operator".into(), instance: std::env::var("POD_NAME").ok() };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             config,
             tenants,
@@ -203,7 +207,8 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
             warn!(%error, reason, "could not record event");
         }
     }
