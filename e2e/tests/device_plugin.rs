@@ -22,17 +22,7 @@ async fn device_plugin_labels_its_node_with_the_advertised_devices() {
     fs::create_dir_all(dev.join("vfio")).unwrap();
     fs::create_dir_all(&kubelet).unwrap();
     for (address, group) in [("0000:3b:00.0", 41), ("0000:3c:00.0", 42)] {
-        let t4 = FakeFunction {
-            address,
-            root: "pci0000:3a",
-            vendor: 0x10de,
-            device: 0x1eb8,
-            driver: "vfio-pci",
-            iommu_group: Some(group),
-            numa_node: 0,
-            vfio_cdev: None,
-        };
-        add_function(&sysfs, &t4).unwrap();
+        add_function(&sysfs, &FakeFunction::t4_vfio(address, "pci0000:3a", group, 0)).unwrap();
         fs::write(dev.join(format!("vfio/{group}")), "").unwrap();
     }
     let args = Args::parse_from([

@@ -115,17 +115,8 @@ impl Node {
 
     /// A GPU bound to vfio-pci in IOMMU group `group`, with its /dev/vfio node.
     fn vfio_gpu(&self, address: &str, root: &str, device: u16, group: u32, numa: i64) {
-        let function = FakeFunction {
-            address,
-            root,
-            vendor: 0x10de,
-            device,
-            driver: "vfio-pci",
-            iommu_group: Some(group),
-            numa_node: numa,
-            vfio_cdev: None,
-        };
-        add_function(&self.sysfs, &function).unwrap();
+        add_function(&self.sysfs, &FakeFunction { device, ..FakeFunction::t4_vfio(address, root, group, numa) })
+            .unwrap();
         fs::write(self.dev.join(format!("vfio/{group}")), "").unwrap();
     }
 }

@@ -224,6 +224,22 @@ pub mod fake {
         pub vfio_cdev: Option<&'a str>,
     }
 
+    impl<'a> FakeFunction<'a> {
+        /// The usual test subject: a Tesla T4 bound to vfio-pci, alone in IOMMU group `group`.
+        pub fn t4_vfio(address: &'a str, root: &'a str, group: u32, numa_node: i64) -> Self {
+            FakeFunction {
+                address,
+                root,
+                vendor: 0x10de,
+                device: 0x1eb8,
+                driver: "vfio-pci",
+                iommu_group: Some(group),
+                numa_node,
+                vfio_cdev: None,
+            }
+        }
+    }
+
     pub fn add_function(sysfs: &Path, f: &FakeFunction) -> io::Result<()> {
         let dir = sysfs.join("devices").join(f.root).join(f.address);
         fs::create_dir_all(&dir)?;
@@ -266,16 +282,7 @@ mod tests {
         group: u32,
         numa: i64,
     ) -> FakeFunction<'static> {
-        FakeFunction {
-            address,
-            root,
-            vendor: 0x10de,
-            device: 0x1eb8,
-            driver,
-            iommu_group: Some(group),
-            numa_node: numa,
-            vfio_cdev: None,
-        }
+        FakeFunction { driver, ..FakeFunction::t4_vfio(address, root, group, numa) }
     }
 
     #[test]
