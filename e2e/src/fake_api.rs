@@ -912,8 +912,10 @@ fn list_response(
     metadata_only: bool,
 ) -> Response<Body> {
     // Like the API server answering from its watch cache, `resourceVersion=0` ("any version")
-    // ignores `limit`: one page (kube's watchers list this way by default).
-    let from_cache = query.get("resourceVersion").is_some_and(|v| v == "0");
+    // ignores `limit`: one page (kube's watchers list this way by default). FAKE_PAGE_ALL_LISTS=1
+    // pages those too, as newer API servers can.
+    let from_cache =
+        query.get("resourceVersion").is_some_and(|v| v == "0") && std::env::var_os("FAKE_PAGE_ALL_LISTS").is_none();
     let limit = query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
