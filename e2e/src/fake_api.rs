@@ -27,7 +27,8 @@
 //! - discovery, field selectors, `dryRun`, and the status semantics of kinds without a status
 //!   subresource;
 //! - consistent pagination: lists honour `limit` and `continue` (except with
-//!   `resourceVersion=0`, answered in one page as from the watch cache), but a later page shows the
+//!   `resourceVersion=0`, answered in one page as from the watch cache unless the environment has
+//!   `FAKE_PAGE_ALL_LISTS=1`), but a later page shows the
 //!   objects as they are when it is asked for (not as of the first page); every page carries the
 //!   first page's resource version, so a watch started from it replays what changed meanwhile.
 
