@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
@@ -27,21 +27,22 @@ pub const NO_TENANT_GRACE: std::time::Duration = std::time::Duration::from_secs(
 
 pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
     let owner = format!("SecureWorkload/{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
-    if cached.metadata.deletion_timestamp.is_some() {
+    // Only metadata is cached (see `controller::run`): read the workload itself, unless the cached
+    // copy already shows it going.
+    let guarded = match cached.metadata.deletion_timestamp {
+        Some(_) => None,
+        None => {
+            let api: Api<DeserializeGuard<SecureWorkload>> =
+                Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+            api.get_opt(&cached.name_any()).await?
+        }
+    };
+    let Some(guarded) = guarded.filter(|g| g.0.as_ref().map_or(true, |w| w.metadata.deletion_timestamp.is_none()))
+    else {
         metrics().owns(&owner, &Default::default());
         return Ok(Action::await_change()); // garbage collection removes the owned children
-    }
-    // Only metadata is cached (see `controller::run`): read the workload itself.
-    let api: Api<DeserializeGuard<SecureWorkload>> =
-        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
-    let Some(guarded) = api.get_opt(&cached.name_any()).await? else {
-        return Ok(Action::await_change()); // deleted since the event
     };
     let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
-    if workload.meta().deletion_timestamp.is_some() {
-        metrics().owns(&owner, &Default::default());
-        return Ok(Action::await_change());
-    }
     let _ = ctx.tenants.wait_until_ready().await;
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name_any();
