@@ -7,11 +7,31 @@ pub const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 /// A Kubernetes label value (may be empty in Kubernetes, but we never want an empty one).
 pub const LABEL_VALUE: &str = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
 
+/// Longest quantity string accepted. The API server's CEL cost estimator needs a bound on every
+/// string a rule reads; without one the quantity rules exceed the per-rule budget and the CRD is
+/// rejected.
+pub const QUANTITY_MAX_LENGTH: u32 = 64;
+
 /// CEL rule for a `Quantity` field (int-or-string): a well-formed, non-negative quantity.
-pub const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).sign() >= 0";
+/// Kubernetes declares `sign` as a global function, not a member; `compareTo` is a member on every
+/// server since 1.29, so the rules use it.
+pub const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) >= 0";
 /// Message shown by the API server when [`QUANTITY_RULE`] fails.
 pub const QUANTITY_MESSAGE: &str = "must be a non-negative Kubernetes quantity such as 500m, 4, 16Gi or 1.5T";
 /// CEL rule for a `Quantity` that must be strictly positive (sizes).
-pub const POSITIVE_QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).sign() > 0";
+pub const POSITIVE_QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) > 0";
 /// Message shown by the API server when [`POSITIVE_QUANTITY_RULE`] fails.
 pub const POSITIVE_QUANTITY_MESSAGE: &str = "must be a positive Kubernetes quantity such as 10Gi";
+
+/// Schema of a map from names to non-negative quantities (e.g. storage per tier): every value is
+/// bounded and checked on its own, so an error names the key and the rule stays within budget.
+pub fn quantity_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "maxLength": QUANTITY_MAX_LENGTH,
+            "x-kubernetes-validations": [{"rule": QUANTITY_RULE, "message": QUANTITY_MESSAGE}],
+        },
+    })
+}

@@ -224,6 +224,7 @@ pub struct WorkloadVolume {
     pub name: String,
 
     /// Requested size, e.g. `20Gi`.
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::POSITIVE_QUANTITY_RULE).message(super::POSITIVE_QUANTITY_MESSAGE))]
     pub size: Quantity,
 

@@ -93,11 +93,13 @@ pub struct TenantSpec {
 pub struct TenantQuota {
     /// CPU, as both the `requests.cpu` and `limits.cpu` quota (e.g. `16` or `500m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::QUANTITY_RULE).message(super::QUANTITY_MESSAGE))]
     pub cpu: Option<Quantity>,
 
     /// Memory, as both the `requests.memory` and `limits.memory` quota (e.g. `64Gi`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::QUANTITY_RULE).message(super::QUANTITY_MESSAGE))]
     pub memory: Option<Quantity>,
 
@@ -126,15 +128,15 @@ pub struct TenantQuota {
 pub struct StorageQuota {
     /// Total requested storage over all PersistentVolumeClaims (`requests.storage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::QUANTITY_RULE).message(super::QUANTITY_MESSAGE))]
     pub total: Option<Quantity>,
 
     /// Requested storage per storage tier, e.g. `capacity: 1Ti`, `performance: 200Gi`. A tier maps
     /// to a StorageClass through the operator configuration.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16))]
+    #[schemars(schema_with = "super::quantity_map_schema", extend("maxProperties" = 16))]
     #[x_kube(validation = Rule::new("self.all(tier, tier.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(tier) <= 63)").message("tier names must be DNS-1123 labels, e.g. capacity or performance"))]
-    #[x_kube(validation = Rule::new("self.all(tier, isQuantity(string(self[tier])) && quantity(string(self[tier])).sign() >= 0)").message(super::QUANTITY_MESSAGE))]
     pub classes: BTreeMap<String, Quantity>,
 }
 
@@ -178,11 +180,13 @@ pub struct LimitDefaults {
 pub struct ComputeResources {
     /// CPU, e.g. `250m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::QUANTITY_RULE).message(super::QUANTITY_MESSAGE))]
     pub cpu: Option<Quantity>,
 
     /// Memory, e.g. `512Mi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = super::QUANTITY_MAX_LENGTH))]
     #[x_kube(validation = Rule::new(super::QUANTITY_RULE).message(super::QUANTITY_MESSAGE))]
     pub memory: Option<Quantity>,
 }
