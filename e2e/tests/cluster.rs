@@ -1,100 +1,248 @@
-//! Cluster tests: run by `e2e/kind.sh` against a kind cluster with the kind overlay installed
-//! (`cargo test -p e2e --features cluster --test cluster`). They use the current kube context.
+//! The cluster suite: the product on a real API server, controller manager and kubelet. Run by
+//! `e2e/localkube.sh` (or `e2e/kind.sh`) with the kind overlay installed:
+//! `cargo test -p e2e --features cluster --test cluster`. Tests use their own names and run in
+//! parallel; what restarts the kubelet lives in `cluster_node.rs`.
 #![cfg(feature = "cluster")]
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
+use e2e::cluster::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
-use k8s_openapi::api::core::v1::{Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scs_operator::api::{SecureWorkload, Tenant};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use scs_operator::api::{SecureWorkload, Tenant, WorkloadPhase};
+use scs_operator::config::OperatorConfig;
+use scs_operator::render;
+use scs_operator::validate::cel::CrdSchemas;
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(180);
+// ---------------------------------------------------------------------------------------------
+// The install
 
-async fn client() -> Client {
-    Client::try_default().await.expect("a kube context (run through e2e/kind.sh)")
-}
-
-async fn until<F, Fut, T>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_secs(2)).await;
+#[tokio::test]
+async fn base_and_both_overlays_apply_and_one_operator_replica_leads() {
+    for overlay in ["manifests/base", "manifests/overlays/production", "manifests/overlays/kind"] {
+        let built = kubectl(&["kustomize", overlay], None).unwrap_or_else(|e| panic!("kustomize {overlay}: {e}"));
+        kubectl(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"], Some(&built))
+            .unwrap_or_else(|e| panic!("{overlay} is refused by the API server: {e}"));
     }
-}
-
-async fn apply<K>(api: &Api<K>, name: &str, manifest: Value)
-where
-    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.patch(name, &PatchParams::apply("scs-e2e").force(), &Patch::Apply(manifest)).await.unwrap();
-}
-
-async fn ready_tenant(client: &Client, name: &str, spec: Value) -> Tenant {
-    let tenants: Api<Tenant> = Api::all(client.clone());
-    apply(
-        &tenants,
-        name,
-        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": name}, "spec": spec}),
-    )
-    .await;
-    until(&format!("Tenant {name} Ready"), || async {
-        let tenant = tenants.get(name).await.ok()?;
-        let status = tenant.status.clone()?;
-        let ready = status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        (ready && status.observed_generation == tenant.metadata.generation).then_some(tenant)
+    let client = client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "scs-system");
+    until("two operator replicas available", || async {
+        let status = deployments.get("scs-operator").await.ok()?.status?;
+        (status.available_replicas == Some(2)).then_some(())
     })
-    .await
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "scs-system");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "scs-system");
+    until("one running operator replica holds the lease", || async {
+        let holder = leases.get("scs-operator").await.ok()?.spec?.holder_identity?;
+        let running = pods.list(&ListParams::default().labels("app.kubernetes.io/name=scs-operator")).await.ok()?;
+        let names: Vec<String> = running
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect();
+        names.contains(&holder).then_some(())
+    })
+    .await;
 }
 
-async fn delete_tenant(client: &Client, name: &str) {
-    let tenants: Api<Tenant> = Api::all(client.clone());
-    let _ = tenants.delete(name, &DeleteParams::default()).await;
-    until(&format!("Tenant {name} gone"), || async { tenants.get_opt(name).await.ok()?.is_none().then_some(()) }).await;
+// ---------------------------------------------------------------------------------------------
+// Examples: the API server and `render` agree
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
 }
 
-/// Whether `user` (in `groups`) may `verb` `resource` in `namespace`, per the API server.
-async fn may(
-    client: &Client,
-    user: &str,
-    groups: &[&str],
-    verb: &str,
-    group: &str,
-    resource: &str,
-    namespace: Option<&str>,
-) -> bool {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(user.into()),
-            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some(verb.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                namespace: namespace.map(str::to_string),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    api.create(&PostParams::default(), &review).await.unwrap().status.unwrap().allowed
+fn documents(file: &Path) -> Vec<Value> {
+    render::read_documents(&[file.to_path_buf()], false)
+        .unwrap_or_else(|e| panic!("{}: {e:?}", file.display()))
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+fn header(file: &Path, name: &str) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("# {name}: ")).map(str::to_string))
+        .unwrap_or_else(|| panic!("{} has no `# {name}:` line", file.display()))
+}
+
+/// `render`'s verdict on one file: `Err` with its error lines.
+fn render_verdict(file: &Path) -> Result<(), Vec<String>> {
+    let schemas = CrdSchemas::new();
+    let to_strings = |errors: Vec<render::InputError>| errors.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let documents = render::read_documents(&[file.to_path_buf()], false).map_err(to_strings)?;
+    let loaded = render::load(documents, &schemas).map_err(to_strings)?;
+    render::render(&loaded, &OperatorConfig::default()).map(|_| ()).map_err(to_strings)
+}
+
+/// Dry-runs every document of `file` (namespaced ones moved into `scratch`, which does not change
+/// what the schema and CEL judge): the first refusal, if any.
+async fn server_verdict(client: &kube::Client, file: &Path, scratch: &str) -> Result<(), String> {
+    for mut document in documents(file) {
+        if document["metadata"].get("namespace").is_some() {
+            document["metadata"]["namespace"] = json!(scratch);
+        }
+        dry_run(client, &document).await?;
+    }
+    Ok(())
 }
 
 #[tokio::test]
-async fn a_tenant_gets_namespaces_quotas_and_the_role_table() {
+async fn the_api_server_and_render_agree_on_every_example() {
+    let client = client().await;
+    let scratch = "e2e-examples";
+    plain_namespace(&client, scratch, json!({})).await;
+    let examples = repo().join("examples");
+    // The valid examples refer to each other (a Tenant lists the networks of another file).
+    assert_eq!(render_verdict(&examples), Ok(()), "render accepts examples/");
+    for file in yaml_files(&examples) {
+        if let Err(refusal) = server_verdict(&client, &file, scratch).await {
+            panic!("{}: the API server refuses a valid example: {refusal}", file.display());
+        }
+    }
+    let invalid = yaml_files(&examples.join("invalid"));
+    assert!(invalid.len() >= 15);
+    for file in invalid {
+        let layer = header(&file, "layer");
+        let expect = header(&file, "expect");
+        assert!(render_verdict(&file).is_err(), "{}: render accepts it", file.display());
+        let server = server_verdict(&client, &file, scratch).await;
+        match layer.as_str() {
+            // The schema or a CEL rule says no: so must the API server, naming the same field.
+            "schema" | "cel" => {
+                let refusal = server.expect_err(&format!("{}: the API server accepts it", file.display()));
+                let field = expect.split(": ").nth(1).unwrap();
+                assert!(refusal.contains(field), "{}: the server's refusal does not name {field}: {refusal}", file.display());
+            }
+            // Cross-object rules: the server admits it, the operator reports it (see below).
+            "render" => {
+                assert_eq!(server, Ok(()), "{}: render-layer files pass the API server", file.display())
+            }
+            other => panic!("{}: unknown layer {other}", file.display()),
+        }
+    }
+    delete_namespace(&client, scratch).await;
+}
+
+/// A condition or namespace message of a Tenant or SecureWorkload status.
+fn status_messages(object: &DynamicObject) -> Vec<String> {
+    let status = &object.data["status"];
+    let mut messages: Vec<String> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["message"].as_str().map(str::to_string))
+        .collect();
+    messages.extend(status["namespaces"].as_array().into_iter().flatten().filter_map(|n| n["message"].as_str().map(str::to_string)));
+    messages
+}
+
+/// The rules only `render` can check offline (they need other objects) are checked by the
+/// operator at reconcile time: the object is admitted and its status says what is wrong.
+#[tokio::test]
+async fn cross_object_rules_are_reported_in_status() {
+    let client = client().await;
+    for file in yaml_files(&repo().join("examples/invalid")) {
+        if header(&file, "layer") != "render" {
+            continue;
+        }
+        let expect = header(&file, "expect");
+        let (subject, detail) = expect.split_once(": ").unwrap();
+        let (kind, key) = subject.split_once(' ').unwrap();
+        let (namespace, name) = key.split_once('/').map_or((None, key), |(ns, n)| (Some(ns), n));
+        let docs = documents(&file);
+        // A workload whose file brings no Tenant gets one that owns its namespace.
+        let mut tenants: Vec<String> = docs.iter().filter(|d| d["kind"] == "Tenant").map(|d| d["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        let mut plain = Vec::new();
+        if tenants.is_empty() && let Some(namespace) = namespace {
+            ready_tenant(&client, "e2e-invalid", json!({"namespaces": [namespace]})).await;
+            tenants.push("e2e-invalid".into());
+        }
+        for doc in &docs {
+            if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+                let owned = docs.iter().any(|d| d["kind"] == "Tenant" && d["spec"]["namespaces"].as_array().is_some_and(|n| n.iter().any(|n| n == ns)));
+                if !owned && !tenants.iter().any(|t| t == "e2e-invalid") {
+                    plain_namespace(&client, ns, json!({})).await; // "belongs to no Tenant"
+                    plain.push(ns.to_string());
+                }
+            }
+        }
+        for doc in &docs {
+            if let Some(ns) = doc["metadata"]["namespace"].as_str() {
+                until(&format!("namespace {ns}"), || async {
+                    Api::<Namespace>::all(client.clone()).get_opt(ns).await.ok()?.map(|_| ())
+                })
+                .await;
+            }
+            apply_dynamic(&client, doc).await;
+        }
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &scs_resource(kind)),
+            None => Api::all_with(client.clone(), &scs_resource(kind)),
+        };
+        // What the status says: the `# status:` line where the operator words it differently from
+        // render, else render's message without its field path.
+        let wanted = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("# status: ").map(str::to_string))
+            .unwrap_or_else(|| detail.split_once(": ").map_or(detail, |(_, message)| message).to_string())
+            .replace('"', "");
+        until(&format!("{}: {kind} {key} reports `{wanted}`", file.display()), || async {
+            let object = api.get(name).await.ok()?;
+            status_messages(&object).iter().any(|m| m.replace('"', "").contains(&wanted)).then_some(())
+        })
+        .await;
+        for doc in docs.iter().filter(|d| d["kind"] == "SecureWorkload") {
+            let api = dynamic_api(&client, doc).await;
+            let _ = api.delete(doc["metadata"]["name"].as_str().unwrap(), &DeleteParams::default()).await;
+        }
+        for tenant in &tenants {
+            delete_tenant(&client, tenant).await;
+        }
+        for doc in docs.iter().filter(|d| d["kind"] == "SdnNetwork") {
+            let api = dynamic_api(&client, doc).await;
+            let _ = api.delete(doc["metadata"]["name"].as_str().unwrap(), &DeleteParams::default()).await;
+        }
+        for ns in plain {
+            delete_namespace(&client, &ns).await;
+        }
+        for ns in docs.iter().flat_map(|d| d["spec"]["namespaces"].as_array().cloned().unwrap_or_default()) {
+            let ns = ns.as_str().unwrap();
+            if ns != "kube-system" {
+                until(&format!("namespace {ns} gone"), || async {
+                    Api::<Namespace>::all(client.clone()).get_opt(ns).await.ok()?.is_none().then_some(())
+                })
+                .await;
+            }
+        }
+    }
+    // The reserved namespace was never touched.
+    let system = Api::<Namespace>::all(client.clone()).get("kube-system").await.unwrap();
+    assert!(!system.labels().contains_key("scs.dev/tenant"), "kube-system was taken over");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants
+
+#[tokio::test]
+async fn a_tenant_converges_and_the_role_table_holds() {
     let client = client().await;
     let spec = json!({
         "namespaces": ["e2e-roles-a", "e2e-roles-b"],
@@ -108,103 +256,101 @@ async fn a_tenant_gets_namespaces_quotas_and_the_role_table() {
     ready_tenant(&client, "e2e-roles", spec).await;
     for namespace in ["e2e-roles-a", "e2e-roles-b"] {
         let ns = Api::<Namespace>::all(client.clone()).get(namespace).await.unwrap();
-        assert_eq!(ns.metadata.labels.unwrap()["scs.dev/tenant"], "e2e-roles");
+        let labels = ns.labels();
+        assert_eq!(labels["scs.dev/tenant"], "e2e-roles");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
         let quota = Api::<ResourceQuota>::namespaced(client.clone(), namespace).get("scs-tenant-quota").await.unwrap();
-        assert_eq!(quota.spec.unwrap().hard.unwrap()["requests.cpu"].0, "2");
-        Api::<RoleBinding>::namespaced(client.clone(), namespace).get("scs:member").await.unwrap();
+        assert_eq!(quota.spec.unwrap().hard.unwrap()["requests.cpu"].0, "2", "4 cpus over two namespaces");
+        let limits = Api::<LimitRange>::namespaced(client.clone(), namespace).list(&Default::default()).await.unwrap();
+        assert_eq!(limits.items.len(), 1, "{namespace}: one LimitRange");
+        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace).list(&Default::default()).await.unwrap();
+        assert!(!policies.items.is_empty(), "{namespace}: NetworkPolicies");
+        for role in ["scs:project-admin", "scs:member", "scs:viewer"] {
+            Api::<RoleBinding>::namespaced(client.clone(), namespace).get(role).await.unwrap();
+        }
     }
+    // The real quota controller fills in `used`; the Tenant sums it over its namespaces.
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let quota = until("tenant quota used filled in by the quota controller", || async {
+        let quota = tenants.get("e2e-roles").await.ok()?.status?.quota?;
+        quota.used.contains_key("pods").then_some(quota)
+    })
+    .await;
+    assert_eq!(quota.hard["pods"].0, "20");
+    assert_eq!(quota.used["pods"].0, "0");
+
     let ns = Some("e2e-roles-a");
-    // Member: workloads yes, the fence and the cluster no.
-    assert!(may(&client, "e2e-member", &[], "create", "apps", "deployments", ns).await);
-    assert!(may(&client, "e2e-member", &[], "create", "", "pods/exec", ns).await);
-    assert!(may(&client, "e2e-member", &[], "create", "scs.dev", "secureworkloads", ns).await);
-    assert!(!may(&client, "e2e-member", &[], "update", "", "resourcequotas", ns).await);
-    assert!(!may(&client, "e2e-member", &[], "create", "rbac.authorization.k8s.io", "rolebindings", ns).await);
-    assert!(!may(&client, "e2e-member", &[], "delete", "", "namespaces", None).await);
-    assert!(!may(&client, "e2e-member", &[], "get", "", "nodes", None).await);
-    assert!(
-        !may(&client, "e2e-member", &[], "create", "apps", "deployments", Some("default")).await,
-        "other namespaces"
-    );
+    let member = ("e2e-member", &[][..]);
+    let viewer = ("e2e-viewer", &[][..]);
+    let admin = ("e2e-admin", &[][..]);
+    // Member: workloads, exec and logs yes; the fence, namespaces, nodes and other namespaces no.
+    for (verb, resource) in [
+        ("create", ("apps", "deployments")),
+        ("patch", ("apps", "deployments/scale")),
+        ("create", ("", "pods/exec")),
+        ("get", ("", "pods/log")),
+        ("create", ("scs.dev", "secureworkloads")),
+        ("create", ("", "secrets")),
+        ("create", ("", "persistentvolumeclaims")),
+    ] {
+        assert!(may(&client, member, verb, resource, ns).await, "member may {verb} {resource:?}");
+    }
+    for (verb, resource, namespace) in [
+        ("update", ("", "resourcequotas"), ns),
+        ("delete", ("", "limitranges"), ns),
+        ("delete", ("networking.k8s.io", "networkpolicies"), ns),
+        ("create", ("rbac.authorization.k8s.io", "rolebindings"), ns),
+        ("delete", ("", "namespaces"), None),
+        ("get", ("", "nodes"), None),
+        ("list", ("storage.k8s.io", "storageclasses"), None),
+        ("create", ("apps", "deployments"), Some("default")),
+        ("create", ("apps", "deployments"), Some("kube-system")),
+        ("update", ("scs.dev", "tenants"), None),
+    ] {
+        assert!(!may(&client, member, verb, resource, namespace).await, "member may not {verb} {resource:?} in {namespace:?}");
+    }
     // Viewer: read-only, no Secrets.
-    assert!(may(&client, "e2e-viewer", &[], "list", "apps", "deployments", ns).await);
-    assert!(!may(&client, "e2e-viewer", &[], "get", "", "secrets", ns).await);
-    assert!(!may(&client, "e2e-viewer", &[], "create", "apps", "deployments", ns).await);
-    // Project admin: also storage, read-only.
-    assert!(may(&client, "e2e-admin", &[], "list", "storage.k8s.io", "storageclasses", None).await);
-    assert!(!may(&client, "e2e-admin", &[], "create", "storage.k8s.io", "storageclasses", None).await);
-    // Cloud admins: everything.
-    assert!(may(&client, "someone", &["scs:cloud-admins"], "patch", "", "nodes", None).await);
+    assert!(may(&client, viewer, "list", ("apps", "deployments"), ns).await);
+    assert!(may(&client, viewer, "get", ("scs.dev", "secureworkloads"), ns).await);
+    assert!(!may(&client, viewer, "get", ("", "secrets"), ns).await);
+    assert!(!may(&client, viewer, "create", ("apps", "deployments"), ns).await);
+    assert!(!may(&client, viewer, "create", ("", "pods/exec"), ns).await);
+    // Project admin: workloads, and storage read-only; not quota, not RBAC.
+    assert!(may(&client, admin, "create", ("apps", "deployments"), ns).await);
+    assert!(may(&client, admin, "list", ("storage.k8s.io", "storageclasses"), None).await);
+    assert!(may(&client, admin, "get", ("", "persistentvolumes"), None).await);
+    assert!(!may(&client, admin, "create", ("storage.k8s.io", "storageclasses"), None).await);
+    assert!(!may(&client, admin, "update", ("", "resourcequotas"), ns).await);
+    assert!(!may(&client, admin, "create", ("rbac.authorization.k8s.io", "rolebindings"), ns).await);
+    // Cloud admins: everything, nodes included.
+    let cloud = ("someone", &["scs:cloud-admins"][..]);
+    assert!(may(&client, cloud, "patch", ("", "nodes"), None).await);
+    assert!(may(&client, cloud, "create", ("storage.k8s.io", "storageclasses"), None).await);
+    assert!(may(&client, cloud, "update", ("", "resourcequotas"), ns).await);
     delete_tenant(&client, "e2e-roles").await;
 }
 
-fn restricted_pod_spec() -> Value {
-    json!({
-        "securityContext": {"runAsNonRoot": true, "runAsUser": 65535, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{
-            "name": "pause", "image": "registry.k8s.io/pause:3.10",
-            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "50m", "memory": "32Mi"}},
-            "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
-        }],
-    })
-}
-
 #[tokio::test]
-async fn a_secure_workload_runs_in_the_sandbox_class() {
+async fn deleting_a_tenant_waits_for_its_workloads_then_cleans_up() {
     let client = client().await;
-    ready_tenant(&client, "e2e-run", json!({"namespaces": ["e2e-run"], "quota": {"cpu": "2", "memory": "2Gi"}})).await;
-    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), "e2e-run");
-    let manifest = json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "pause", "namespace": "e2e-run"},
-        "spec": {"kind": "Deployment", "replicas": 1, "template": {"spec": restricted_pod_spec()}}});
-    apply(&workloads, "pause", manifest).await;
-    until("workload Running", || async {
-        let workload = workloads.get("pause").await.ok()?;
-        (workload.status?.phase? == scs_operator::api::WorkloadPhase::Running).then_some(())
+    let spec = json!({"namespaces": ["e2e-bye"], "members": [{"kind": "User", "name": "x", "role": "projectAdmin"}]});
+    ready_tenant(&client, "e2e-bye", spec).await;
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), "e2e-bye");
+    let workload = json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "left", "namespace": "e2e-bye"},
+        "spec": {"kind": "Deployment", "replicas": 0, "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}});
+    apply(&workloads, "left", workload).await;
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants.delete("e2e-bye", &DeleteParams::default()).await.unwrap();
+    // Held: a workload is left, and the status says so.
+    until("deletion held with a message naming the workload", || async {
+        let tenant = tenants.get("e2e-bye").await.ok()?;
+        let messages: Vec<String> = tenant.status?.conditions.into_iter().map(|c| c.message).collect();
+        messages.iter().any(|m| m.contains("left")).then_some(())
     })
     .await;
-    let deployment = Api::<Deployment>::namespaced(client.clone(), "e2e-run").get("pause").await.unwrap();
-    assert_eq!(deployment.spec.unwrap().template.spec.unwrap().runtime_class_name.as_deref(), Some("kata-qemu"));
-    let pods = Api::<Pod>::namespaced(client.clone(), "e2e-run").list(&Default::default()).await.unwrap();
-    assert!(pods.items.iter().all(|p| p.spec.as_ref().unwrap().runtime_class_name.as_deref() == Some("kata-qemu")));
-    workloads.delete("pause", &DeleteParams::default()).await.unwrap();
-    delete_tenant(&client, "e2e-run").await;
-}
-
-#[tokio::test]
-async fn the_admission_policy_and_the_quota_hold() {
-    let client = client().await;
-    ready_tenant(&client, "e2e-fence", json!({"namespaces": ["e2e-fence"], "quota": {"pods": 1}})).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-fence");
-    let pod = |name: &str, runtime_class: Option<&str>| {
-        let mut spec = restricted_pod_spec();
-        if let Some(class) = runtime_class {
-            spec["runtimeClassName"] = json!(class);
-        }
-        serde_json::from_value::<Pod>(
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}),
-        )
-        .unwrap()
-    };
-    // A hand-made pod without the tenant's runtime class: rejected by the policy.
-    let error = pods.create(&PostParams::default(), &pod("bypass", None)).await.unwrap_err();
-    assert!(error.to_string().contains("must set runtimeClassName: kata-qemu"), "{error}");
-    // With the class: admitted, until the quota of one pod is used up.
-    pods.create(&PostParams::default(), &pod("first", Some("kata-qemu"))).await.unwrap();
-    let error = pods.create(&PostParams::default(), &pod("second", Some("kata-qemu"))).await.unwrap_err();
-    assert!(error.to_string().contains("exceeded quota"), "{error}");
-    delete_tenant(&client, "e2e-fence").await;
-}
-
-#[tokio::test]
-async fn deleting_a_tenant_cleans_up() {
-    let client = client().await;
-    ready_tenant(
-        &client,
-        "e2e-bye",
-        json!({"namespaces": ["e2e-bye"], "members": [{"kind": "User", "name": "x", "role": "projectAdmin"}]}),
-    )
-    .await;
-    delete_tenant(&client, "e2e-bye").await;
+    assert!(Api::<Namespace>::all(client.clone()).get("e2e-bye").await.unwrap().metadata.deletion_timestamp.is_none());
+    workloads.delete("left", &DeleteParams::default()).await.unwrap();
+    until("Tenant e2e-bye gone", || async { tenants.get_opt("e2e-bye").await.ok()?.is_none().then_some(()) }).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     until("namespace gone or terminating", || async {
         match namespaces.get_opt("e2e-bye").await.ok()? {
@@ -217,48 +363,218 @@ async fn deleting_a_tenant_cleans_up() {
     assert!(bindings.get_opt("scs:tenant:e2e-bye:storage-reader").await.unwrap().is_none());
 }
 
-/// The device plugin with a real kubelet: a kind node has no GPU, so once the node carries the
-/// NVIDIA PCI label the DaemonSet runs there, registers `nvidia.com/gpu` with zero devices (the
-/// kubelet then reports a capacity of 0) and labels the node with a zero count.
+// ---------------------------------------------------------------------------------------------
+// Admission: the policy and the quota
+
+fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
 #[tokio::test]
-async fn the_device_plugin_registers_with_a_real_kubelet() {
-    use k8s_openapi::api::apps::v1::DaemonSet;
-    use k8s_openapi::api::core::v1::Node;
-
+async fn the_admission_policy_holds_however_the_pod_is_made() {
     let client = client().await;
-    let nodes: Api<Node> = Api::all(client.clone());
-    let workers = nodes.list(&kube::api::ListParams::default().labels("!node-role.kubernetes.io/control-plane")).await;
-    let worker = workers.unwrap().items.into_iter().next().expect("a worker node").metadata.name.unwrap();
-    let pci_label = "feature.node.kubernetes.io/pci-10de.present";
-    let label = |value: Value| {
-        let nodes = nodes.clone();
-        let worker = worker.clone();
-        async move {
-            let patch = json!({"metadata": {"labels": {pci_label: value}}});
-            nodes.patch(&worker, &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
-        }
+    // A namespace marked as a tenant's, without Pod Security labels: only the policy stands.
+    let namespace = "e2e-policy";
+    plain_namespace(&client, namespace, json!({"scs.dev/tenant": "e2e-policy", "scs.dev/runtime-class": "kata-qemu"})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let with = |patch: Value| {
+        let mut spec = busybox_pod_spec(&["sleep", "1"]);
+        spec["runtimeClassName"] = json!("kata-qemu");
+        json_patch::merge(&mut spec, &patch);
+        spec
     };
-    label(json!("true")).await;
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    pods.create(&dry, &pod("fine", with(json!({})))).await.expect("a pod with the tenant's class is admitted");
+    for (name, patch, reason) in [
+        ("no-class", json!({"runtimeClassName": null}), "runtimeClassName"),
+        ("host-net", json!({"hostNetwork": true}), "hostNetwork"),
+        ("host-pid", json!({"hostPID": true}), "hostPID"),
+        ("host-ipc", json!({"hostIPC": true}), "hostIPC"),
+    ] {
+        let error = pods.create(&dry, &pod(name, with(patch))).await.expect_err(name).to_string();
+        assert!(error.contains("scs-tenant-pods") && error.contains(reason), "{name}: {error}");
+    }
+    let mut privileged = with(json!({}));
+    privileged["containers"][0]["securityContext"] = json!({"privileged": true});
+    let error = pods.create(&dry, &pod("privileged", privileged.clone())).await.unwrap_err().to_string();
+    assert!(error.contains("scs-tenant-pods") && error.contains("privileged"), "{error}");
+    privileged["initContainers"] = privileged["containers"].clone();
+    privileged["containers"][0]["securityContext"] = json!({"privileged": false});
+    let error = pods.create(&dry, &pod("privileged-init", privileged)).await.unwrap_err().to_string();
+    assert!(error.contains("scs-tenant-pods") && error.contains("privileged"), "{error}");
+    delete_namespace(&client, namespace).await;
+}
 
-    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), "scs-device-plugins");
-    until("the NVIDIA device plugin pod ready on the worker", || async {
-        let status = daemon_sets.get("scs-device-plugin-nvidia").await.ok()?.status?;
-        (status.number_ready == 1).then_some(())
-    })
-    .await;
-    let node = until("the kubelet reports nvidia.com/gpu and the plugin's labels", || async {
-        let node = nodes.get(&worker).await.ok()?;
-        let capacity = node.status.as_ref()?.capacity.as_ref()?.get("nvidia.com/gpu")?.0.clone();
-        let count = node.metadata.labels.as_ref()?.get("nvidia.com/gpu.count")?.clone();
-        Some((capacity, count))
-    })
-    .await;
-    assert_eq!(node, ("0".to_string(), "0".to_string()), "no GPU on a kind node: capacity and count are zero");
+#[tokio::test]
+async fn pod_security_and_the_quota_hold_in_a_tenant_namespace() {
+    let client = client().await;
+    ready_tenant(&client, "e2e-fence", json!({"namespaces": ["e2e-fence"], "quota": {"pods": 1, "cpu": "1", "memory": "1Gi"}}))
+        .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-fence");
+    let mut spec = busybox_pod_spec(&["sleep", "3600"]);
+    spec["runtimeClassName"] = json!("kata-qemu");
+    // Pod Security restricted: a root pod is refused.
+    let mut root = spec.clone();
+    root["securityContext"] = json!({"seccompProfile": {"type": "RuntimeDefault"}});
+    let error = pods.create(&PostParams::default(), &pod("root", root)).await.unwrap_err().to_string();
+    assert!(error.contains("violates PodSecurity \"restricted"), "{error}");
+    // Admitted, until the quota of one pod is used up.
+    pods.create(&PostParams::default(), &pod("first", spec.clone())).await.unwrap();
+    let error = pods.create(&PostParams::default(), &pod("second", spec.clone())).await.unwrap_err().to_string();
+    assert!(error.contains("exceeded quota"), "{error}");
+    delete_tenant(&client, "e2e-fence").await;
+}
 
-    label(Value::Null).await;
-    until("the plugin pod gone once the node is no longer a GPU node", || async {
-        let status = daemon_sets.get("scs-device-plugin-nvidia").await.ok()?.status?;
-        (status.desired_number_scheduled == 0).then_some(())
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+fn workload_manifest(namespace: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+}
+
+async fn phase_reached(workloads: &Api<SecureWorkload>, name: &str, phase: WorkloadPhase) -> SecureWorkload {
+    until(&format!("workload {name} {phase:?}"), || async {
+        let workload = workloads.get(name).await.ok()?;
+        let status = workload.status.as_ref()?;
+        (status.phase == Some(phase) && status.observed_generation == workload.metadata.generation).then_some(workload)
+    })
+    .await
+}
+
+async fn running_pods(client: &kube::Client, namespace: &str, workload: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("scs.dev/workload={workload}");
+    let list = pods.list(&ListParams::default().labels(&selector)).await.unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_workload_kind_really_runs_in_the_sandbox_class() {
+    let client = client().await;
+    let ns = "e2e-kinds";
+    ready_tenant(&client, ns, json!({"quota": {"cpu": "4", "memory": "4Gi", "pods": 30}})).await;
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
+    let sleep = busybox_pod_spec(&["sleep", "3600"]);
+    let mut done = busybox_pod_spec(&["sh", "-c", "echo done"]);
+    done["restartPolicy"] = json!("Never");
+    let specs = [
+        ("deploy", json!({"kind": "Deployment", "replicas": 1, "template": {"spec": sleep}})),
+        ("set", json!({"kind": "StatefulSet", "replicas": 1, "template": {"spec": sleep}})),
+        ("daemons", json!({"kind": "DaemonSet", "template": {"spec": sleep}})),
+        ("job", json!({"kind": "Job", "template": {"spec": done}})),
+        ("cron", json!({"kind": "CronJob", "schedule": "* * * * *", "template": {"spec": done}})),
+    ];
+    for (name, spec) in &specs {
+        apply(&workloads, name, workload_manifest(ns, name, spec.clone())).await;
+    }
+    for name in ["deploy", "set", "daemons", "cron"] {
+        phase_reached(&workloads, name, WorkloadPhase::Running).await;
+    }
+    phase_reached(&workloads, "job", WorkloadPhase::Succeeded).await;
+    for name in ["deploy", "set", "daemons"] {
+        let pods = running_pods(&client, ns, name).await;
+        assert_eq!(pods.len(), 1, "{name}: one running pod");
+        assert_eq!(pods[0].spec.as_ref().unwrap().runtime_class_name.as_deref(), Some("kata-qemu"), "{name}");
+    }
+    // The CronJob really starts Jobs on its schedule (within a minute), in the sandbox class.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), ns);
+    until("the CronJob's first Job", || async {
+        let list = jobs.list(&ListParams::default()).await.ok()?;
+        list.items.iter().any(|j| j.owner_references().iter().any(|o| o.kind == "CronJob" && o.name == "cron")).then_some(())
     })
     .await;
+    for (name, _) in &specs {
+        workloads.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    delete_tenant(&client, ns).await;
+}
+
+#[tokio::test]
+async fn a_deployment_scales_suspends_restarts_and_heals() {
+    let client = client().await;
+    let ns = "e2e-life";
+    ready_tenant(&client, ns, json!({"quota": {"cpu": "2", "memory": "2Gi"}})).await;
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
+    let spec = |extra: Value| {
+        let mut spec = json!({"kind": "Deployment", "replicas": 1, "template": {"spec": busybox_pod_spec(&["sleep", "3600"])},
+            "expose": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+        json_patch::merge(&mut spec, &extra);
+        workload_manifest(ns, "app", spec)
+    };
+    apply(&workloads, "app", spec(json!({}))).await;
+    phase_reached(&workloads, "app", WorkloadPhase::Running).await;
+
+    // Scale.
+    apply(&workloads, "app", spec(json!({"replicas": 2}))).await;
+    until("two running pods", || async { (running_pods(&client, ns, "app").await.len() == 2).then_some(()) }).await;
+    phase_reached(&workloads, "app", WorkloadPhase::Running).await;
+
+    // Suspend, then resume.
+    apply(&workloads, "app", spec(json!({"replicas": 2, "suspended": true}))).await;
+    phase_reached(&workloads, "app", WorkloadPhase::Suspended).await;
+    until("no running pods", || async { running_pods(&client, ns, "app").await.is_empty().then_some(()) }).await;
+    apply(&workloads, "app", spec(json!({"replicas": 2}))).await;
+    phase_reached(&workloads, "app", WorkloadPhase::Running).await;
+
+    // Restart: every pod is replaced.
+    let before: Vec<String> = running_pods(&client, ns, "app").await.iter().map(|p| p.name_any()).collect();
+    apply(&workloads, "app", spec(json!({"replicas": 2, "restartedAt": "2026-12-01T10:00:00Z"}))).await;
+    until("every pod replaced", || async {
+        let now: Vec<String> = running_pods(&client, ns, "app").await.iter().map(|p| p.name_any()).collect();
+        (now.len() == 2 && now.iter().all(|n| !before.contains(n))).then_some(())
+    })
+    .await;
+
+    // Children deleted by hand come back.
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let old_uid = deployments.get("app").await.unwrap().uid();
+    services.delete("app", &DeleteParams::default()).await.unwrap();
+    deployments.delete("app", &DeleteParams::default()).await.unwrap();
+    until("Service and Deployment recreated", || async {
+        services.get_opt("app").await.ok()??;
+        let deployment = deployments.get_opt("app").await.ok()??;
+        (deployment.uid() != old_uid && deployment.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    phase_reached(&workloads, "app", WorkloadPhase::Running).await;
+
+    // Deleting the workload: the real garbage collector removes its children.
+    workloads.delete("app", &DeleteParams::default()).await.unwrap();
+    until("children garbage collected", || async {
+        let gone = deployments.get_opt("app").await.ok()?.is_none() && services.get_opt("app").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    delete_tenant(&client, ns).await;
+}
+
+#[tokio::test]
+async fn claims_outlive_their_workload_unless_told_otherwise() {
+    let client = client().await;
+    let ns = "e2e-volumes";
+    ready_tenant(&client, ns, json!({"quota": {"storage": {"total": "10Gi"}}})).await;
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let volume = |name: &str| json!({"name": name, "size": "1Gi", "tier": "capacity", "mountPath": "/data"});
+    // No provisioner on localkube: the claims stay Pending, which is all this needs.
+    for (name, retain) in [("kept", true), ("dropped", false)] {
+        let spec = json!({"kind": "Deployment", "replicas": 0, "retainVolumes": retain, "volumes": [volume("data")],
+            "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}});
+        apply(&workloads, name, workload_manifest(ns, name, spec)).await;
+    }
+    for name in ["kept", "dropped"] {
+        let claim = format!("{name}-data");
+        until(&format!("claim {claim}"), || async { claims.get_opt(&claim).await.ok()?.map(|_| ()) }).await;
+        workloads.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    until("the unretained claim collected", || async { claims.get_opt("dropped-data").await.ok()?.is_none().then_some(()) })
+        .await;
+    let kept = claims.get("kept-data").await.expect("the retained claim outlives its workload");
+    assert!(kept.metadata.deletion_timestamp.is_none());
+    delete_tenant(&client, ns).await;
 }

@@ -22,6 +22,9 @@ pub struct SyncReport {
     pub live: Vec<(String, DynamicObject)>,
     /// Live objects that should go but were kept (see `keep` in [`sync_children`]).
     pub kept: Vec<DynamicObject>,
+    /// Desired children not applied because the cluster does not serve their API (an optional
+    /// CRD such as Multus' NetworkAttachmentDefinition is not installed), as `Kind namespace/name`.
+    pub unserved: Vec<String>,
 }
 
 impl SyncReport {
@@ -91,15 +94,32 @@ pub async fn sync_children(
     let kinds = managed::kinds_of(scope);
     let mut live_by_kind = Vec::new();
     let mut written_objects: Vec<(String, DynamicObject)> = Vec::new();
+    let mut served = Vec::new();
     for kind in &kinds {
-        let live = api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await?.items;
-        live_by_kind.push(live);
+        // A 404 on a list means the API is not served at all (an optional CRD is not installed):
+        // nothing of that kind can exist, and none can be created.
+        match api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await {
+            Ok(list) => {
+                live_by_kind.push(list.items);
+                served.push(true);
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                live_by_kind.push(Vec::new());
+                served.push(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     // Create and update in kind order (namespaces first) ...
-    for (kind, live) in kinds.iter().zip(&live_by_kind) {
+    for ((kind, live), served) in kinds.iter().zip(&live_by_kind).zip(&served) {
         for child in
             desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind)
         {
+            if !served {
+                let namespace = child.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default();
+                report.unserved.push(format!("{} {namespace}{}", child.kind, child.name));
+                continue;
+            }
             let current = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
             let wanted = match (current, &child.mutable_part) {
                 (Some(_), Some(part)) => part,

@@ -309,10 +309,17 @@ fn compute_status(
             .push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
     }
     let missing = cross::missing_networks(tenant, catalog);
-    let networks_message = if missing.is_empty() {
+    let mut network_problems: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    if !report.unserved.is_empty() {
+        network_problems.push(format!(
+            "the cluster does not serve the API of {} (is Multus and its NetworkAttachmentDefinition CRD installed?)",
+            report.unserved.join(", ")
+        ));
+    }
+    let networks_message = if network_problems.is_empty() {
         format!("{} network(s) attached", tenant.spec.networks.len())
     } else {
-        missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        network_problems.join("; ")
     };
     let has_conflict = namespaces.iter().any(|n| n.state == "Conflict");
     let mut next = vec![
@@ -327,8 +334,12 @@ fn compute_status(
         condition("RbacReady", true, "Applied", format!("{} member(s) bound", tenant.spec.members.len()), generation),
         condition(
             "NetworksReady",
-            missing.is_empty(),
-            if missing.is_empty() { "Ready" } else { "NetworkNotFound" },
+            network_problems.is_empty(),
+            match (missing.is_empty(), report.unserved.is_empty()) {
+                (true, true) => "Ready",
+                (false, _) => "NetworkNotFound",
+                (true, false) => "ApiNotServed",
+            },
             networks_message,
             generation,
         ),

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The release gate without Docker: a real one-node Kubernetes from ../shared/localkube (etcd,
+# kube-apiserver, controller-manager, scheduler, kubelet with containerd and runc), the operator
+# built here and loaded as an image, the kind overlay (RuntimeClass handler runc), the cluster tests.
+#
+#   bash e2e/localkube.sh            # as root; run from anywhere
+#
+# LOCALKUBE=path/to/localkube overrides where localkube is found. KEEP_CLUSTER=1 leaves the
+# test objects in place afterwards (the cluster always stays up; `localkube down` stops it).
+# Under CI=true every failure is fatal; a cluster that cannot come up is never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+localkube=${LOCALKUBE:-$repo/../shared/localkube/localkube}
+image=scs-operator:e2e
+[ -x "$localkube" ] || { echo "e2e/localkube.sh: localkube not found at $localkube (set LOCALKUBE)" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "e2e/localkube.sh: localkube needs root" >&2; exit 2; }
+
+started=$(date +%s)
+step() { echo "--- [$(($(date +%s) - started))s] $*" >&2; }
+
+step "cluster up"
+eval "$("$localkube" up)"
+eval "$("$localkube" env)"
+export KUBECONFIG
+kubectl() { "$localkube" kubectl "$@"; }
+# The tests shell out to kubectl (kustomize builds, server-side dry runs): use the bundled one.
+KUBECTL_DIR=$(mktemp -d)
+ln -s "$KUBEBUILDER_ASSETS/kubectl" "$KUBECTL_DIR/kubectl"
+export PATH="$KUBECTL_DIR:$PATH"
+
+dump() {
+  echo "--- operator logs" >&2
+  kubectl -n scs-system logs -l app.kubernetes.io/name=scs-operator --tail=300 --prefix >&2 || true
+  echo "--- pods" >&2
+  kubectl get pods -A -o wide >&2 || true
+  echo "--- scs objects" >&2
+  kubectl get tenants,sdnnetworks,secureworkloads -A -o yaml >&2 || true
+  echo "--- events" >&2
+  kubectl get events -A --sort-by=.lastTimestamp >&2 || true
+}
+
+# Custom resources left by an earlier run (the install itself is upgraded in place). Tenants go
+# while the operator runs: their finalizer needs it.
+remove_test_objects() {
+  kubectl get crd tenants.scs.dev >/dev/null 2>&1 || return 0
+  kubectl annotate tenants --all scs.dev/force-delete=true --overwrite >/dev/null 2>&1 || true
+  kubectl delete secureworkloads --all -A --wait=false >/dev/null 2>&1 || true
+  kubectl delete tenants,sdnnetworks --all --timeout=120s >/dev/null 2>&1 || true
+}
+
+step "build the operator"
+cargo build -p scs-operator --locked
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+step "load image $image"
+"$localkube" image-load "$image" "$target_dir/debug/scs-operator:/usr/local/bin/scs-operator" >/dev/null
+
+step "install the kind overlay"
+remove_test_objects
+kubectl apply --server-side --force-conflicts -k manifests/overlays/kind >/dev/null
+kubectl wait --for=condition=Established crd/tenants.scs.dev crd/sdnnetworks.scs.dev crd/secureworkloads.scs.dev --timeout=60s
+# The image tag does not change between runs: restart so the new binary runs.
+kubectl -n scs-system rollout restart deploy/scs-operator >/dev/null
+if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; then
+  dump
+  exit 1
+fi
+
+step "cluster tests"
+export SCS_E2E_CLUSTER=localkube
+# The kubelet's root directory (its device-plugins/ holds kubelet.sock) and a way to restart it.
+export SCS_E2E_KUBELET_ROOT=${LOCALKUBE_DIR:-/tmp/localkube}/kubelet/root
+export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
+status=0
+cargo test -p e2e --features cluster --locked --test cluster -- --test-threads=4 || status=$?
+# The node tests restart the kubelet: they run alone, after the rest.
+if [ "$status" = 0 ]; then
+  cargo test -p e2e --features cluster --locked --test cluster_node -- --test-threads=1 || status=$?
+fi
+if [ "$status" != 0 ]; then
+  dump
+  exit "$status"
+fi
+[ "${KEEP_CLUSTER:-}" = 1 ] || remove_test_objects
+step "e2e on localkube: passed"
