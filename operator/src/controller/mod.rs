@@ -14,6 +14,7 @@ pub mod leader;
 pub mod managed;
 pub mod metrics;
 pub mod sdn_network;
+pub mod settled;
 pub mod sync;
 pub mod tenant;
 pub mod workload;
@@ -60,7 +61,7 @@ where
     // managedFields are never read here and are often the larger part of an object.
     let changes =
         watcher(api, watcher::Config::default()).default_backoff().modify(|object| object.managed_fields_mut().clear());
-    (store, reflector::reflector(writer, changes))
+    (store, settled::settled(reflector::reflector(writer, changes)))
 }
 
 /// The object inside a deserialization guard, or `None` (logged) when it could not be read. The
@@ -274,12 +275,13 @@ pub async fn run(
     // SecureWorkload (a full pod template) takes about 6.7 KB in memory, so 10 000 of them were a
     // third of the operator's footprint. The reconciler reads the object itself, one GET a pass.
     let (workload_store, workload_writer) = reflector::store::<PartialObjectMeta<SecureWorkload>>();
-    let workload_stream =
+    let workload_stream = settled::settled(
         watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(|object| object.managed_fields_mut().clear())
-            .reflect(workload_writer)
-            .applied_objects();
+            .reflect(workload_writer),
+    )
+    .applied_objects();
     let mut workload_controller =
         Controller::for_stream(workload_stream, workload_store.clone()).with_config(controller_config());
     for kind in managed::kinds_of(managed::Scope::Workload) {

@@ -1,0 +1,164 @@
+//! Cluster tests that work on the node itself and restart its kubelet, so they run alone, after
+//! `cluster.rs` (`e2e/localkube.sh` runs them with `--test-threads=1`). They need the test process
+//! on the node: `SCS_E2E_KUBELET_ROOT` (the kubelet's root directory) and
+//! `SCS_E2E_RESTART_KUBELET` (a shell command that restarts it) are set by `e2e/localkube.sh`.
+#![cfg(feature = "cluster")]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use e2e::cluster::*;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function};
+use scs_operator::device_plugin::{Args, run_with_client};
+use serde_json::{Value, json};
+
+fn kubelet_root() -> PathBuf {
+    PathBuf::from(std::env::var("SCS_E2E_KUBELET_ROOT").expect("SCS_E2E_KUBELET_ROOT: run through e2e/localkube.sh"))
+}
+
+fn restart_kubelet() {
+    let command = std::env::var("SCS_E2E_RESTART_KUBELET").expect("SCS_E2E_RESTART_KUBELET");
+    let status = std::process::Command::new("sh").args(["-c", &command]).status().unwrap();
+    assert!(status.success(), "restarting the kubelet failed: {command}");
+}
+
+/// The node's capacity and allocatable count of `resource`.
+async fn advertised(nodes: &Api<Node>, node: &str, resource: &str) -> Option<(String, String)> {
+    let status = nodes.get(node).await.ok()?.status?;
+    let capacity = status.capacity?.get(resource)?.0.clone();
+    let allocatable = status.allocatable?.get(resource)?.0.clone();
+    Some((capacity, allocatable))
+}
+
+/// The kubelet's record of what Allocate answered for a pod: its device checkpoint holds, per pod
+/// and resource, the device IDs and the serialized response.
+fn allocation_of(kubelet_root: &Path, pod_uid: &str) -> Option<(Vec<String>, Vec<u8>)> {
+    let text = std::fs::read_to_string(kubelet_root.join("device-plugins/kubelet_internal_checkpoint")).ok()?;
+    let checkpoint: Value = serde_json::from_str(&text).ok()?;
+    let entry = checkpoint["Data"]["PodDeviceEntries"]
+        .as_array()?
+        .iter()
+        .find(|e| e["PodUID"] == pod_uid && e["ResourceName"] == "nvidia.com/gpu")?;
+    let ids = entry["DeviceIDs"].as_object()?.values().flat_map(|v| v.as_array().cloned().unwrap_or_default());
+    let ids = ids.filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let response = base64_decode(entry["AllocResp"].as_str()?);
+    Some((ids, response))
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes().filter(|b| *b != b'=') {
+        let value = ALPHABET.iter().position(|a| *a == byte).expect("base64") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+fn gpu_pod(name: &str) -> Pod {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "main", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent",
+            "command": ["sleep", "3600"], "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+    }}))
+    .unwrap()
+}
+
+/// The device plugin against the real kubelet: VFIO mode over a fake sysfs tree with two T4
+/// functions. It registers, the Node advertises both, a pod asking for one is admitted and the
+/// kubelet records what Allocate answered; after a kubelet restart it registers again and serves
+/// the next pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
+    let client = client().await;
+    let kubelet_root = kubelet_root();
+    let plugins = kubelet_root.join("device-plugins");
+    assert!(plugins.join("kubelet.sock").exists(), "no kubelet socket in {}", plugins.display());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.list(&Default::default()).await.unwrap().items[0].name_any();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (sysfs, dev) = (tmp.path().join("sys"), tmp.path().join("dev"));
+    std::fs::create_dir_all(dev.join("vfio")).unwrap();
+    for (address, group) in [("0000:3b:00.0", 41), ("0000:3c:00.0", 42)] {
+        add_function(&sysfs, &FakeFunction::t4_vfio(address, "pci0000:3a", group, 0)).unwrap();
+        std::fs::write(dev.join(format!("vfio/{group}")), "").unwrap();
+    }
+    let args = Args::parse_from([
+        "device-plugin".to_string(),
+        "--vendor=nvidia".to_string(),
+        "--mode=vfio".to_string(),
+        format!("--node-name={node}"),
+        format!("--sysfs-root={}", sysfs.display()),
+        format!("--dev-root={}", dev.display()),
+        format!("--kubelet-dir={}", plugins.display()),
+    ]);
+    let socket = plugins.join(args.socket_name());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let plugin = tokio::spawn(run_with_client(args, Some(client.clone()), async {
+        let _ = stopped.await;
+    }));
+
+    let counts = until("the Node advertises two nvidia.com/gpu", || async {
+        advertised(&nodes, &node, "nvidia.com/gpu").await.filter(|(c, a)| c == "2" && a == "2")
+    })
+    .await;
+    assert_eq!(counts, ("2".into(), "2".into()));
+    let labels = nodes.get(&node).await.unwrap().labels().clone();
+    assert_eq!(labels.get("nvidia.com/gpu.product").map(String::as_str), Some("Tesla-T4"));
+
+    let namespace = "e2e-gpu";
+    plain_namespace(&client, namespace, json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    // Admitted and allocated. Allocate answers the host's /dev/vfio/<group>, which this node does
+    // not have, so the container itself cannot start here: the kubelet's checkpoint is the proof.
+    let allocated = |name: &'static str| {
+        let pods = pods.clone();
+        let kubelet_root = kubelet_root.clone();
+        async move {
+            let pod = pods.create(&PostParams::default(), &gpu_pod(name)).await.unwrap();
+            let uid = pod.uid().unwrap();
+            let (ids, response) =
+                until(&format!("Allocate recorded for pod {name}"), || async { allocation_of(&kubelet_root, &uid) })
+                    .await;
+            assert_eq!(ids.len(), 1, "{name}: one device: {ids:?}");
+            let group = if ids[0] == "0000:3b:00.0" { "41" } else { "42" };
+            let response = String::from_utf8_lossy(&response).into_owned();
+            assert!(response.contains(&format!("/dev/vfio/{group}")), "{name}: {response}");
+            let status = pods.get(name).await.unwrap().status.unwrap();
+            assert_ne!(status.reason.as_deref(), Some("UnexpectedAdmissionError"), "{name}: {status:?}");
+        }
+    };
+    allocated("gpu-one").await;
+
+    // The kubelet restarts: it removes every plugin socket; the plugin serves and registers again.
+    let before = std::fs::metadata(&socket).unwrap().ino();
+    restart_kubelet();
+    until("the plugin socket served again", || async {
+        std::fs::metadata(&socket).ok().filter(|m| m.ino() != before).map(|_| ())
+    })
+    .await;
+    until("the Node advertises two nvidia.com/gpu again", || async {
+        advertised(&nodes, &node, "nvidia.com/gpu").await.filter(|(c, a)| c == "2" && a == "2")
+    })
+    .await;
+    pods.delete("gpu-one", &DeleteParams::default().grace_period(0)).await.unwrap();
+    until("gpu-one gone", || async { pods.get_opt("gpu-one").await.ok()?.is_none().then_some(()) }).await;
+    allocated("gpu-two").await;
+
+    stop.send(()).unwrap();
+    plugin.await.unwrap().unwrap();
+    assert!(!socket.exists(), "the plugin removes its socket on shutdown");
+    delete_namespace(&client, namespace).await;
+}
