@@ -30,6 +30,9 @@ trap cleanup EXIT
 kind create cluster --config e2e/kind/cluster.yaml --wait 120s
 docker build -t "$image" .
 kind load docker-image "$image" --name "$cluster"
+# The tests' pods run busybox with imagePullPolicy IfNotPresent, as on localkube.
+docker pull busybox:latest
+kind load docker-image busybox:latest --name "$cluster"
 
 kubectl apply --server-side -k manifests/overlays/kind
 kubectl wait --for=condition=Established crd --all --timeout=60s
@@ -38,7 +41,7 @@ if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; th
   exit 1
 fi
 
-if ! cargo test -p e2e --features cluster --test cluster -- --test-threads=1; then
+if ! cargo test -p e2e --features cluster --test cluster --test cluster_kind -- --test-threads=1; then
   dump
   exit 1
 fi

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use kube::{Client, Resource};
 use scs_operator::api::Tenant;
-use k8s_openapi::serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// How long a cluster test waits for anything to converge.
@@ -134,8 +134,12 @@ pub async fn plain_namespace(client: &Client, name: &str, labels: Value) {
         existing.is_none_or(|ns| ns.metadata.deletion_timestamp.is_none()).then_some(())
     })
     .await;
-    apply(&namespaces, name, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}))
-        .await;
+    apply(
+        &namespaces,
+        name,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}),
+    )
+    .await;
 }
 
 /// Deletes a namespace and waits until it is gone.

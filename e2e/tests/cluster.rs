@@ -42,12 +42,8 @@ async fn base_and_both_overlays_apply_and_one_operator_replica_leads() {
     until("one running operator replica holds the lease", || async {
         let holder = leases.get("scs-operator").await.ok()?.spec?.holder_identity?;
         let running = pods.list(&ListParams::default().labels("app.kubernetes.io/name=scs-operator")).await.ok()?;
-        let names: Vec<String> = running
-            .items
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| p.name_any())
-            .collect();
+        let names: Vec<String> =
+            running.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(|p| p.name_any()).collect();
         names.contains(&holder).then_some(())
     })
     .await;
@@ -128,7 +124,11 @@ async fn the_api_server_and_render_agree_on_every_example() {
             "schema" | "cel" => {
                 let refusal = server.expect_err(&format!("{}: the API server accepts it", file.display()));
                 let field = expect.split(": ").nth(1).unwrap();
-                assert!(refusal.contains(field), "{}: the server's refusal does not name {field}: {refusal}", file.display());
+                assert!(
+                    refusal.contains(field),
+                    "{}: the server's refusal does not name {field}: {refusal}",
+                    file.display()
+                );
             }
             // Cross-object rules: the server admits it, the operator reports it (see below).
             "render" => {
@@ -149,7 +149,9 @@ fn status_messages(object: &DynamicObject) -> Vec<String> {
         .flatten()
         .filter_map(|c| c["message"].as_str().map(str::to_string))
         .collect();
-    messages.extend(status["namespaces"].as_array().into_iter().flatten().filter_map(|n| n["message"].as_str().map(str::to_string)));
+    messages.extend(
+        status["namespaces"].as_array().into_iter().flatten().filter_map(|n| n["message"].as_str().map(str::to_string)),
+    );
     messages
 }
 
@@ -168,15 +170,24 @@ async fn cross_object_rules_are_reported_in_status() {
         let (namespace, name) = key.split_once('/').map_or((None, key), |(ns, n)| (Some(ns), n));
         let docs = documents(&file);
         // A workload whose file brings no Tenant gets one that owns its namespace.
-        let mut tenants: Vec<String> = docs.iter().filter(|d| d["kind"] == "Tenant").map(|d| d["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        let mut tenants: Vec<String> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Tenant")
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
         let mut plain = Vec::new();
-        if tenants.is_empty() && let Some(namespace) = namespace {
+        if tenants.is_empty()
+            && let Some(namespace) = namespace
+        {
             ready_tenant(&client, "e2e-invalid", json!({"namespaces": [namespace]})).await;
             tenants.push("e2e-invalid".into());
         }
         for doc in &docs {
             if let Some(ns) = doc["metadata"]["namespace"].as_str() {
-                let owned = docs.iter().any(|d| d["kind"] == "Tenant" && d["spec"]["namespaces"].as_array().is_some_and(|n| n.iter().any(|n| n == ns)));
+                let owned = docs.iter().any(|d| {
+                    d["kind"] == "Tenant"
+                        && d["spec"]["namespaces"].as_array().is_some_and(|n| n.iter().any(|n| n == ns))
+                });
                 if !owned && !tenants.iter().any(|t| t == "e2e-invalid") {
                     plain_namespace(&client, ns, json!({})).await; // "belongs to no Tenant"
                     plain.push(ns.to_string());
@@ -263,7 +274,8 @@ async fn a_tenant_converges_and_the_role_table_holds() {
         assert_eq!(quota.spec.unwrap().hard.unwrap()["requests.cpu"].0, "2", "4 cpus over two namespaces");
         let limits = Api::<LimitRange>::namespaced(client.clone(), namespace).list(&Default::default()).await.unwrap();
         assert_eq!(limits.items.len(), 1, "{namespace}: one LimitRange");
-        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace).list(&Default::default()).await.unwrap();
+        let policies =
+            Api::<NetworkPolicy>::namespaced(client.clone(), namespace).list(&Default::default()).await.unwrap();
         assert!(!policies.items.is_empty(), "{namespace}: NetworkPolicies");
         for role in ["scs:project-admin", "scs:member", "scs:viewer"] {
             Api::<RoleBinding>::namespaced(client.clone(), namespace).get(role).await.unwrap();
@@ -307,7 +319,10 @@ async fn a_tenant_converges_and_the_role_table_holds() {
         ("create", ("apps", "deployments"), Some("kube-system")),
         ("update", ("scs.dev", "tenants"), None),
     ] {
-        assert!(!may(&client, member, verb, resource, namespace).await, "member may not {verb} {resource:?} in {namespace:?}");
+        assert!(
+            !may(&client, member, verb, resource, namespace).await,
+            "member may not {verb} {resource:?} in {namespace:?}"
+        );
     }
     // Viewer: read-only, no Secrets.
     assert!(may(&client, viewer, "list", ("apps", "deployments"), ns).await);
@@ -367,7 +382,8 @@ async fn deleting_a_tenant_waits_for_its_workloads_then_cleans_up() {
 // Admission: the policy and the quota
 
 fn pod(name: &str, spec: Value) -> Pod {
-    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})).unwrap()
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -375,7 +391,8 @@ async fn the_admission_policy_holds_however_the_pod_is_made() {
     let client = client().await;
     // A namespace marked as a tenant's, without Pod Security labels: only the policy stands.
     let namespace = "e2e-policy";
-    plain_namespace(&client, namespace, json!({"scs.dev/tenant": "e2e-policy", "scs.dev/runtime-class": "kata-qemu"})).await;
+    plain_namespace(&client, namespace, json!({"scs.dev/tenant": "e2e-policy", "scs.dev/runtime-class": "kata-qemu"}))
+        .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let with = |patch: Value| {
         let mut spec = busybox_pod_spec(&["sleep", "1"]);
@@ -399,6 +416,7 @@ async fn the_admission_policy_holds_however_the_pod_is_made() {
     let error = pods.create(&dry, &pod("privileged", privileged.clone())).await.unwrap_err().to_string();
     assert!(error.contains("scs-tenant-pods") && error.contains("privileged"), "{error}");
     privileged["initContainers"] = privileged["containers"].clone();
+    privileged["initContainers"][0]["name"] = json!("init");
     privileged["containers"][0]["securityContext"] = json!({"privileged": false});
     let error = pods.create(&dry, &pod("privileged-init", privileged)).await.unwrap_err().to_string();
     assert!(error.contains("scs-tenant-pods") && error.contains("privileged"), "{error}");
@@ -408,8 +426,12 @@ async fn the_admission_policy_holds_however_the_pod_is_made() {
 #[tokio::test]
 async fn pod_security_and_the_quota_hold_in_a_tenant_namespace() {
     let client = client().await;
-    ready_tenant(&client, "e2e-fence", json!({"namespaces": ["e2e-fence"], "quota": {"pods": 1, "cpu": "1", "memory": "1Gi"}}))
-        .await;
+    ready_tenant(
+        &client,
+        "e2e-fence",
+        json!({"namespaces": ["e2e-fence"], "quota": {"pods": 1, "cpu": "1", "memory": "1Gi"}}),
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "e2e-fence");
     let mut spec = busybox_pod_spec(&["sleep", "3600"]);
     spec["runtimeClassName"] = json!("kata-qemu");
@@ -573,8 +595,10 @@ async fn claims_outlive_their_workload_unless_told_otherwise() {
         until(&format!("claim {claim}"), || async { claims.get_opt(&claim).await.ok()?.map(|_| ()) }).await;
         workloads.delete(name, &DeleteParams::default()).await.unwrap();
     }
-    until("the unretained claim collected", || async { claims.get_opt("dropped-data").await.ok()?.is_none().then_some(()) })
-        .await;
+    until("the unretained claim collected", || async {
+        claims.get_opt("dropped-data").await.ok()?.is_none().then_some(())
+    })
+    .await;
     let kept = claims.get("kept-data").await.expect("the retained claim outlives its workload");
     assert!(kept.metadata.deletion_timestamp.is_none());
     delete_tenant(&client, ns).await;

@@ -339,3 +339,28 @@ async fn a_malformed_tenant_does_not_stall_the_others() {
     assert!(harness.server.get("/api/v1/namespaces/broken").is_none(), "nothing is built from an unreadable object");
     harness.stop().await;
 }
+
+/// Without Multus the cluster does not serve NetworkAttachmentDefinitions at all (every request
+/// for them is a 404, as a real API server answers for an unknown resource). The rest of the
+/// tenant is still built and NetworksReady says what is missing, instead of every reconcile failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_without_multus_gets_everything_else_and_a_clear_network_condition() {
+    let harness = Harness::start().await;
+    harness.server.fail_next("GET", "network-attachment-definitions", usize::MAX, 404);
+    harness.server.fail_next("PATCH", "network-attachment-definitions", usize::MAX, 404);
+    harness.create_network(office()).await;
+    harness.create_tenant(acme()).await;
+    let path = "/apis/scs.dev/v1alpha1/tenants/acme";
+    eventually("NetworksReady=False, ApiNotServed", || async {
+        let conditions = harness.server.get(path).map(|t| t["status"]["conditions"].clone()).unwrap_or_default();
+        conditions.as_array().into_iter().flatten().any(|c| {
+            c["type"] == "NetworksReady"
+                && c["status"] == "False"
+                && c["reason"] == "ApiNotServed"
+                && c["message"].as_str().is_some_and(|m| m.contains("NetworkAttachmentDefinition acme-prod/office"))
+        })
+    })
+    .await;
+    assert!(harness.server.get("/api/v1/namespaces/acme-prod/resourcequotas/scs-tenant-quota").is_some());
+    assert!(!harness.is_ready("acme"));
+}

@@ -334,3 +334,42 @@ async fn a_job_only_takes_changes_it_can() {
     );
     env.harness.stop().await;
 }
+
+/// The Jobs a CronJob starts carry its job template's labels, ours among them; they belong to the
+/// CronJob, and the workload's sync must leave them alone (found on a real cluster, where the
+/// operator deleted every scheduled Job within a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_started_by_a_cronjob_are_left_to_it() {
+    let env = Env::start().await;
+    env.create(workload("report", json!({"kind": "CronJob", "schedule": "30 2 * * *"}))).await;
+    let cron_path = format!("/apis/batch/v1/namespaces/{NS}/cronjobs/report");
+    eventually("cronjob created", || async { env.get(&cron_path).is_some() }).await;
+    let cron = env.get(&cron_path).unwrap();
+    // Play the CronJob controller: a Job from the template, controlled by the CronJob.
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": "report-29000000", "namespace": NS,
+            "labels": cron["spec"]["jobTemplate"]["metadata"]["labels"],
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "report",
+                "uid": cron["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}],
+        },
+        "spec": cron["spec"]["jobTemplate"]["spec"],
+    });
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(env.harness.client.clone(), NS);
+    jobs.create(&PostParams::default(), &serde_json::from_value(job).unwrap()).await.unwrap();
+    // The Job's creation triggers the workload (its labels match); several passes go by.
+    env.patch("report", json!({"spec": {"restartedAt": "2026-12-01T10:00:00Z"}})).await;
+    eventually("the restart reaches the CronJob", || async {
+        env.get(&cron_path).is_some_and(|c| {
+            c["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["annotations"]["scs.dev/restartedAt"].is_string()
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.get(&format!("/apis/batch/v1/namespaces/{NS}/jobs/report-29000000")).is_some(),
+        "the CronJob's Job survives"
+    );
+    env.harness.stop().await;
+}

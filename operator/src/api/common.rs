@@ -19,7 +19,8 @@ pub const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(sel
 /// Message shown by the API server when [`QUANTITY_RULE`] fails.
 pub const QUANTITY_MESSAGE: &str = "must be a non-negative Kubernetes quantity such as 500m, 4, 16Gi or 1.5T";
 /// CEL rule for a `Quantity` that must be strictly positive (sizes).
-pub const POSITIVE_QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) > 0";
+pub const POSITIVE_QUANTITY_RULE: &str =
+    "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) > 0";
 /// Message shown by the API server when [`POSITIVE_QUANTITY_RULE`] fails.
 pub const POSITIVE_QUANTITY_MESSAGE: &str = "must be a positive Kubernetes quantity such as 10Gi";
 

@@ -148,7 +148,7 @@ pub async fn sync_children(
             let wanted = desired.iter().any(|c| {
                 c.kind == kind.resource.kind && c.name == object.name_any() && c.namespace == object.namespace()
             });
-            if wanted || object.metadata.deletion_timestamp.is_some() {
+            if wanted || object.metadata.deletion_timestamp.is_some() || controlled_by_another(object) {
                 continue;
             }
             if keep(&kind.resource.kind, object) {
@@ -171,6 +171,15 @@ pub async fn sync_children(
     }
     report.live.extend(written_objects);
     Ok(report)
+}
+
+/// Whether a controller other than one of our custom resources owns `object`: the Jobs a CronJob
+/// starts carry the labels of its job template, so they match our selector, but they are the
+/// CronJob's to create and remove. (On a real cluster the operator deleted every scheduled Job.)
+fn controlled_by_another(object: &DynamicObject) -> bool {
+    object.owner_references().iter().any(|owner| {
+        owner.controller == Some(true) && !owner.api_version.starts_with(&format!("{}/", crate::api::GROUP))
+    })
 }
 
 /// Deletes every tenant object matching `selector`: cluster-scoped bindings and namespaced
