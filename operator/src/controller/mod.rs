@@ -211,6 +211,23 @@ pub async fn run(
             .await;
         })
     };
+    let shutdown = futures::FutureExt::shared(shutdown);
+    // Wait for both caches here, once. A kube Store's readiness wakes only the latest of several
+    // concurrent waiters (it is a oneshot receiver, which keeps one waker): when every reconcile
+    // waited for it, the first reconciles after a leader hand-over hung for good on a real
+    // cluster, holding their objects. Once one wait has completed, later ones return at once.
+    let caches_ready = async {
+        let _ = tenant_store.wait_until_ready().await;
+        let _ = network_store.wait_until_ready().await;
+    };
+    tokio::select! {
+        _ = caches_ready => {}
+        _ = shutdown.clone() => {
+            caches.abort();
+            info!("shut down before the caches were ready");
+            return;
+        }
+    }
     let network_events = changes::<SdnNetwork>(client.clone());
     // Networks and workloads read only a tenant's spec.
     let tenant_events = lifecycle(received(from_tenants_to_networks), true);
@@ -311,7 +328,6 @@ pub async fn run(
                 .collect::<Vec<_>>()
         });
 
-    let shutdown = futures::FutureExt::shared(shutdown);
     let tenants = tenant_controller
         .graceful_shutdown_on(shutdown.clone())
         .run(|object, ctx| timed("tenant", tenant::reconcile(object, ctx)), error_policy, ctx.clone())

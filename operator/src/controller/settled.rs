@@ -1,10 +1,9 @@
 //! Watch events for controllers that read a reflector store.
 //!
-//! A reflector commits the objects of an initial list (`InitApply`) to its store only at
-//! `InitDone`. A controller triggered by an `InitApply` before then looks the object up in the
-//! store, does not find it and drops the trigger, so an object that existed when the operator
-//! started (or when the watch re-listed) was never reconciled. Seen on a real cluster: Tenants
-//! created during a leader hand-over stayed without status for good.
+//! A reflector commits the objects of a list (`InitApply`) to its store only at `InitDone`. The
+//! controller runner waits for the store's first readiness, but not on later re-lists (a watch
+//! that expired with 410 Gone lists again): a trigger for an object new in such a list finds no
+//! object in the store and is dropped, so that object would wait for its next change.
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::{self, Event};

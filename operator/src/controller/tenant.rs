@@ -34,9 +34,8 @@ pub const FORCE_DELETE: &str = "scs.dev/force-delete";
 pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(tenant) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let tenant = Arc::new(tenant.clone());
-    // Namespace claims are decided against every tenant: wait for the cache to be complete.
-    let _ = ctx.tenants.wait_until_ready().await;
-    let _ = ctx.networks.wait_until_ready().await;
+    // Namespace claims are decided against every tenant: `controller::run` starts no controller
+    // before the tenant and network caches are complete.
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let tenant = match ensure_finalizer(&api, tenant, &ctx).await? {
         Some(tenant) => tenant,

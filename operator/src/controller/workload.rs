@@ -43,7 +43,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         return Ok(Action::await_change()); // garbage collection removes the owned children
     };
     let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
-    let _ = ctx.tenants.wait_until_ready().await;
+    // The tenant cache is complete: `controller::run` waits for it before starting controllers.
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name_any();
     // Read just now, so it includes the status the previous pass wrote.
