@@ -69,8 +69,7 @@ fi
 
 step "cluster tests"
 export SCS_E2E_CLUSTER=localkube
-# The kubelet's root directory (its device-plugins/ holds kubelet.sock) and a way to restart it.
-export SCS_E2E_KUBELET_ROOT=${LOCALKUBE_DIR:-/tmp/localkube}/kubelet/root
+# How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0
 cargo test -p e2e --features cluster --locked --test cluster -- --test-threads=4 || status=$?

@@ -1,7 +1,8 @@
 //! Cluster tests that work on the node itself and restart its kubelet, so they run alone, after
 //! `cluster.rs` (`e2e/localkube.sh` runs them with `--test-threads=1`). They need the test process
-//! on the node: `SCS_E2E_KUBELET_ROOT` (the kubelet's root directory) and
-//! `SCS_E2E_RESTART_KUBELET` (a shell command that restarts it) are set by `e2e/localkube.sh`.
+//! on the node, as root: `SCS_E2E_RESTART_KUBELET` (a shell command that restarts the kubelet) is
+//! set by `e2e/localkube.sh`. The kubelet serves device plugins in `/var/lib/kubelet/device-plugins`
+//! whatever its `--root-dir` (`SCS_E2E_DEVICE_PLUGIN_DIR` overrides).
 #![cfg(feature = "cluster")]
 
 use std::os::unix::fs::MetadataExt;
@@ -16,8 +17,10 @@ use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function};
 use scs_operator::device_plugin::{Args, run_with_client};
 use serde_json::{Value, json};
 
-fn kubelet_root() -> PathBuf {
-    PathBuf::from(std::env::var("SCS_E2E_KUBELET_ROOT").expect("SCS_E2E_KUBELET_ROOT: run through e2e/localkube.sh"))
+fn device_plugin_dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("SCS_E2E_DEVICE_PLUGIN_DIR").unwrap_or_else(|_| "/var/lib/kubelet/device-plugins".into()),
+    )
 }
 
 fn restart_kubelet() {
@@ -36,8 +39,8 @@ async fn advertised(nodes: &Api<Node>, node: &str, resource: &str) -> Option<(St
 
 /// The kubelet's record of what Allocate answered for a pod: its device checkpoint holds, per pod
 /// and resource, the device IDs and the serialized response.
-fn allocation_of(kubelet_root: &Path, pod_uid: &str) -> Option<(Vec<String>, Vec<u8>)> {
-    let text = std::fs::read_to_string(kubelet_root.join("device-plugins/kubelet_internal_checkpoint")).ok()?;
+fn allocation_of(plugins: &Path, pod_uid: &str) -> Option<(Vec<String>, Vec<u8>)> {
+    let text = std::fs::read_to_string(plugins.join("kubelet_internal_checkpoint")).ok()?;
     let checkpoint: Value = serde_json::from_str(&text).ok()?;
     let entry = checkpoint["Data"]["PodDeviceEntries"]
         .as_array()?
@@ -82,8 +85,7 @@ fn gpu_pod(name: &str) -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
     let client = client().await;
-    let kubelet_root = kubelet_root();
-    let plugins = kubelet_root.join("device-plugins");
+    let plugins = device_plugin_dir();
     assert!(plugins.join("kubelet.sock").exists(), "no kubelet socket in {}", plugins.display());
     let nodes: Api<Node> = Api::all(client.clone());
     let node = nodes.list(&Default::default()).await.unwrap().items[0].name_any();
@@ -125,28 +127,32 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
     // not have, so the container itself cannot start here: the kubelet's checkpoint is the proof.
     let allocated = |name: &'static str| {
         let pods = pods.clone();
-        let kubelet_root = kubelet_root.clone();
+        let plugins = plugins.clone();
         async move {
             let pod = pods.create(&PostParams::default(), &gpu_pod(name)).await.unwrap();
             let uid = pod.uid().unwrap();
             let (ids, response) =
-                until(&format!("Allocate recorded for pod {name}"), || async { allocation_of(&kubelet_root, &uid) })
-                    .await;
+                until(&format!("Allocate recorded for pod {name}"), || async { allocation_of(&plugins, &uid) }).await;
             assert_eq!(ids.len(), 1, "{name}: one device: {ids:?}");
-            let group = if ids[0] == "0000:3b:00.0" { "41" } else { "42" };
+            // The group node of exactly one of the two functions, and the VFIO container node.
             let response = String::from_utf8_lossy(&response).into_owned();
-            assert!(response.contains(&format!("/dev/vfio/{group}")), "{name}: {response}");
+            let groups = ["/dev/vfio/41", "/dev/vfio/42"].iter().filter(|g| response.contains(*g)).count();
+            assert!(groups == 1 && response.contains("/dev/vfio/vfio"), "{name} ({ids:?}): {response}");
             let status = pods.get(name).await.unwrap().status.unwrap();
             assert_ne!(status.reason.as_deref(), Some("UnexpectedAdmissionError"), "{name}: {status:?}");
         }
     };
     allocated("gpu-one").await;
 
-    // The kubelet restarts: it removes every plugin socket; the plugin serves and registers again.
-    let before = std::fs::metadata(&socket).unwrap().ino();
+    // The kubelet restarts (a new kubelet.sock): the plugin sees it and registers again. Only a
+    // registered plugin is asked to Allocate, so the next pod's allocation is the proof.
+    let kubelet_socket = plugins.join("kubelet.sock");
+    // Inode numbers are reused at once: a socket is new when its inode or change time differs.
+    let identity = |m: std::fs::Metadata| (m.ino(), m.ctime(), m.ctime_nsec());
+    let before = identity(std::fs::metadata(&kubelet_socket).unwrap());
     restart_kubelet();
-    until("the plugin socket served again", || async {
-        std::fs::metadata(&socket).ok().filter(|m| m.ino() != before).map(|_| ())
+    until("a new kubelet socket", || async {
+        std::fs::metadata(&kubelet_socket).ok().map(identity).filter(|now| *now != before).map(|_| ())
     })
     .await;
     until("the Node advertises two nvidia.com/gpu again", || async {
