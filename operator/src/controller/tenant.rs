@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::info;
@@ -41,15 +41,22 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>
         Some(tenant) => tenant,
         None => return Ok(Action::await_change()),
     };
-    let action = finalizer(&api, FINALIZER, tenant, |event| async {
+    let outcome = finalizer(&api, FINALIZER, tenant, |event| async {
         match event {
             Finalizer::Apply(tenant) => apply(&tenant, &ctx).await,
             Finalizer::Cleanup(tenant) => cleanup(&tenant, &ctx).await,
         }
     })
-    .await
-    .map_err(Error::from)?;
-    Ok(action)
+    .await;
+    match outcome {
+        Ok(action) => Ok(action),
+        // A second pass from a cache that still shows the deleted tenant: it is gone already
+        // (seen on a real cluster as a warning and a retry after every tenant deletion).
+        Err(FinalizerError::RemoveFinalizer(kube::Error::Api(status))) if status.code == 404 => {
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(Error::from(error)),
+    }
 }
 
 /// Adds our finalizer to a live tenant that lacks it and goes on with the patched object, so the
