@@ -272,27 +272,32 @@ async fn cross_object_rules_are_reported_in_status() {
         let (kind, key) = subject.split_once(' ').unwrap();
         let (namespace, name) = key.split_once('/').map_or((None, key), |(ns, n)| (Some(ns), n));
         let docs = documents(&file);
-        // A workload whose file brings no Tenant gets one that owns its namespace.
+        // Namespaces the file's Tenants claim (their own name when they list none).
+        let claimed: Vec<String> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Tenant")
+            .flat_map(|d| match d["spec"]["namespaces"].as_array() {
+                Some(names) => names.iter().map(|n| n.as_str().unwrap().to_string()).collect(),
+                None => vec![d["metadata"]["name"].as_str().unwrap().to_string()],
+            })
+            .collect();
         let mut tenants: Vec<String> = docs
             .iter()
             .filter(|d| d["kind"] == "Tenant")
             .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
             .collect();
+        // A workload whose file brings no Tenant gets one that owns its namespace; a workload in a
+        // namespace no Tenant of its file claims gets a plain namespace ("belongs to no Tenant").
         let mut plain = Vec::new();
         if tenants.is_empty()
             && let Some(namespace) = namespace
         {
             ready_tenant(&client, "e2e-invalid", json!({"namespaces": [namespace]})).await;
             tenants.push("e2e-invalid".into());
-        }
-        for doc in &docs {
-            if let Some(ns) = doc["metadata"]["namespace"].as_str() {
-                let owned = docs.iter().any(|d| {
-                    d["kind"] == "Tenant"
-                        && d["spec"]["namespaces"].as_array().is_some_and(|n| n.iter().any(|n| n == ns))
-                });
-                if !owned && !tenants.iter().any(|t| t == "e2e-invalid") {
-                    plain_namespace(&client, ns, json!({})).await; // "belongs to no Tenant"
+        } else {
+            for ns in docs.iter().filter_map(|d| d["metadata"]["namespace"].as_str()) {
+                if !claimed.iter().any(|c| c == ns) && !plain.iter().any(|p| p == ns) {
+                    plain_namespace(&client, ns, json!({})).await;
                     plain.push(ns.to_string());
                 }
             }
@@ -337,14 +342,11 @@ async fn cross_object_rules_are_reported_in_status() {
         for ns in plain {
             delete_namespace(&client, &ns).await;
         }
-        for ns in docs.iter().flat_map(|d| d["spec"]["namespaces"].as_array().cloned().unwrap_or_default()) {
-            let ns = ns.as_str().unwrap();
-            if ns != "kube-system" {
-                until(&format!("namespace {ns} gone"), || async {
-                    Api::<Namespace>::all(client.clone()).get_opt(ns).await.ok()?.is_none().then_some(())
-                })
-                .await;
-            }
+        for ns in claimed.iter().filter(|ns| *ns != "kube-system") {
+            until(&format!("namespace {ns} gone"), || async {
+                Api::<Namespace>::all(client.clone()).get_opt(ns).await.ok()?.is_none().then_some(())
+            })
+            .await;
         }
     }
     // The reserved namespace was never touched.
