@@ -7,7 +7,7 @@
 #
 # LOCALKUBE=path/to/localkube overrides where localkube is found. KEEP_CLUSTER=1 leaves the
 # test objects in place afterwards (the cluster always stays up; `localkube down` stops it).
-# Under CI=true every failure is fatal; a cluster that cannot come up is never a skip.
+# Every failure is fatal, in CI as anywhere: a cluster that cannot come up is never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
