@@ -54,7 +54,8 @@ pub fn parse(text: &str) -> Result<Nanos, QuantityError> {
         10i128.checked_pow(shift as u32).and_then(|p| mantissa.checked_mul(p)).ok_or(QuantityError::Overflow)?
     } else {
         let divisor = 10i128.checked_pow((-shift) as u32).ok_or(QuantityError::Overflow)?;
-        (mantissa + divisor - 1) / divisor
+        // Rounded up without `mantissa + divisor - 1`, which overflows for 39-digit mantissas.
+        mantissa / divisor + i128::from(mantissa % divisor != 0)
     };
     let value = scaled.checked_mul(multiplier).ok_or(QuantityError::Overflow)?;
     // Kubernetes caps quantities at 2^63-1 units.
@@ -140,6 +141,13 @@ mod tests {
     #[test]
     fn rounds_below_nano_up() {
         assert_eq!(parse("0.0000000001").unwrap(), 1);
+    }
+
+    #[test]
+    fn the_largest_mantissa_neither_panics_nor_wraps() {
+        // i128::MAX as digits behind a point: once an overflow panic in render (issue 12, item 11).
+        assert_eq!(parse("0.170141183460469231731687303715884105727").unwrap(), 170_141_184);
+        assert_eq!(parse("170141183460469231731687303715884105727"), Err(QuantityError::Overflow));
     }
 
     #[test]
