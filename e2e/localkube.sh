@@ -68,7 +68,6 @@ if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; th
 fi
 
 step "cluster tests"
-export SCS_E2E_CLUSTER=localkube
 # How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0

@@ -328,17 +328,21 @@ async fn cross_object_rules_are_reported_in_status() {
             status_messages(&object).iter().any(|m| m.replace('"', "").contains(&wanted)).then_some(())
         })
         .await;
-        for doc in docs.iter().filter(|d| d["kind"] == "SecureWorkload") {
-            let api = dynamic_api(&client, doc).await;
-            let _ = api.delete(doc["metadata"]["name"].as_str().unwrap(), &DeleteParams::default()).await;
-        }
+        // Workloads before their Tenants (which would wait for them), networks last.
+        let delete_all = |kind: &'static str| {
+            let (client, docs) = (&client, &docs);
+            async move {
+                for doc in docs.iter().filter(|d| d["kind"] == kind) {
+                    let api = dynamic_api(client, doc).await;
+                    let _ = api.delete(doc["metadata"]["name"].as_str().unwrap(), &DeleteParams::default()).await;
+                }
+            }
+        };
+        delete_all("SecureWorkload").await;
         for tenant in &tenants {
             delete_tenant(&client, tenant).await;
         }
-        for doc in docs.iter().filter(|d| d["kind"] == "SdnNetwork") {
-            let api = dynamic_api(&client, doc).await;
-            let _ = api.delete(doc["metadata"]["name"].as_str().unwrap(), &DeleteParams::default()).await;
-        }
+        delete_all("SdnNetwork").await;
         for ns in plain {
             delete_namespace(&client, &ns).await;
         }

@@ -8,6 +8,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use clap::Parser;
 use e2e::cluster::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -48,25 +49,8 @@ fn allocation_of(plugins: &Path, pod_uid: &str) -> Option<(Vec<String>, Vec<u8>)
         .find(|e| e["PodUID"] == pod_uid && e["ResourceName"] == "nvidia.com/gpu")?;
     let ids = entry["DeviceIDs"].as_object()?.values().flat_map(|v| v.as_array().cloned().unwrap_or_default());
     let ids = ids.filter_map(|v| v.as_str().map(str::to_string)).collect();
-    let response = base64_decode(entry["AllocResp"].as_str()?);
+    let response = base64::engine::general_purpose::STANDARD.decode(entry["AllocResp"].as_str()?).ok()?;
     Some((ids, response))
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text.bytes().filter(|b| *b != b'=') {
-        let value = ALPHABET.iter().position(|a| *a == byte).expect("base64") as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
 }
 
 fn gpu_pod(name: &str) -> Pod {
