@@ -180,6 +180,21 @@ async fn offline_validation_agrees_with_the_api_server_field_by_field() {
         (&tenant, json!({"spec": {"quota": {"storage": {"classes": {"capacity": "-1Gi"}}}}})),
         (&tenant, json!({"spec": {"quota": {"storage": {"classes": {"Fast_Tier": "1Gi"}}}}})),
         (&tenant, json!({"spec": {"quota": {"storage": {"total": "lots"}}}})),
+        // Issue 12, item 11: the server takes these (rounded up to 170141184n and 1n); kube-cel's
+        // own quantity arithmetic overflowed on them, so render canonicalizes first.
+        (&tenant, json!({"spec": {"quota": {"cpu": "0.170141183460469231731687303715884105727"}}})),
+        (&tenant, json!({"spec": {"quota": {"cpu": "1e-39"}}})),
+        (
+            &tenant,
+            json!({"spec": {"limitDefaults": {"requests": {"cpu": "0.170141183460469231731687303715884105727"}, "limits": {"cpu": "1"}}}}),
+        ),
+        // The bounds the quantity rules share with quantity::parse: below 2^63-1 units (8Ei is capped
+        // to 2^63-1 by the server's parser, 2e38 is not), and a digit first ("Gi" parses as 0).
+        (&tenant, json!({"spec": {"quota": {"memory": "9223372036854775806"}}})),
+        (&tenant, json!({"spec": {"quota": {"memory": "9223372036854775807"}}})),
+        (&tenant, json!({"spec": {"quota": {"memory": "8Ei"}}})),
+        (&tenant, json!({"spec": {"quota": {"memory": "2e38"}}})),
+        (&tenant, json!({"spec": {"quota": {"cpu": "Gi"}}})),
         (&tenant, json!({"spec": {"limitDefaults": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}})),
         (&tenant, json!({"spec": {"limitDefaults": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}}})),
         (&tenant, json!({"spec": {"namespaces": ["Acme-Prod"]}})),

@@ -14,15 +14,28 @@ pub const QUANTITY_MAX_LENGTH: u32 = 64;
 
 /// CEL rule for a `Quantity` field (int-or-string): a well-formed, non-negative quantity.
 /// Kubernetes declares `sign` as a global function, not a member; `compareTo` is a member on every
-/// server since 1.29, so the rules use it.
-pub const QUANTITY_RULE: &str = "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) >= 0";
+/// server since 1.29, so the rules use it. Beyond `isQuantity`, the value must start with a digit
+/// (the API server's parser takes a bare suffix such as `Gi`, or `.`, for zero) and stay below
+/// 2^63 − 1 units (where the server caps binary-suffixed values, and beyond which it keeps decimal
+/// ones the operator cannot represent): exactly what `quantity::parse` accepts, so a quota the
+/// API server admits is always one the operator can split and sum.
+pub const QUANTITY_RULE: &str = concat!(
+    "isQuantity(string(self)) && string(self).matches('^[+-]?[.]?[0-9]') && ",
+    "quantity(string(self)).compareTo(quantity('0')) >= 0 && ",
+    "quantity(string(self)).compareTo(quantity('9223372036854775807')) < 0"
+);
 /// Message shown by the API server when [`QUANTITY_RULE`] fails.
-pub const QUANTITY_MESSAGE: &str = "must be a non-negative Kubernetes quantity such as 500m, 4, 16Gi or 1.5T";
-/// CEL rule for a `Quantity` that must be strictly positive (sizes).
-pub const POSITIVE_QUANTITY_RULE: &str =
-    "isQuantity(string(self)) && quantity(string(self)).compareTo(quantity('0')) > 0";
+pub const QUANTITY_MESSAGE: &str =
+    "must be a non-negative Kubernetes quantity such as 500m, 4, 16Gi or 1.5T, below 9223372036854775807";
+/// CEL rule for a `Quantity` that must be strictly positive (sizes); bounded like [`QUANTITY_RULE`].
+pub const POSITIVE_QUANTITY_RULE: &str = concat!(
+    "isQuantity(string(self)) && string(self).matches('^[+-]?[.]?[0-9]') && ",
+    "quantity(string(self)).compareTo(quantity('0')) > 0 && ",
+    "quantity(string(self)).compareTo(quantity('9223372036854775807')) < 0"
+);
 /// Message shown by the API server when [`POSITIVE_QUANTITY_RULE`] fails.
-pub const POSITIVE_QUANTITY_MESSAGE: &str = "must be a positive Kubernetes quantity such as 10Gi";
+pub const POSITIVE_QUANTITY_MESSAGE: &str =
+    "must be a positive Kubernetes quantity such as 10Gi, below 9223372036854775807";
 
 /// Schema of a map from names to non-negative quantities (e.g. storage per tier): every value is
 /// bounded and checked on its own, so an error names the key and the rule stays within budget.
