@@ -111,7 +111,7 @@ fn collect_files(path: &Path, recursive: bool, top: bool, files: &mut Vec<PathBu
 fn parse_documents(source: &str, text: &str, documents: &mut Vec<Document>, errors: &mut Vec<InputError>) {
     for (position, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = position + 1;
-        match Value::deserialize(document) {
+        match UniqueKeys::deserialize(document).map(|unique| unique.0) {
             Ok(Value::Null) => {}
             // A `kind: List` (as `kubectl get -o yaml` prints) contributes its items.
             Ok(value) if value.get("kind").and_then(Value::as_str) == Some("List") => {
@@ -126,6 +126,83 @@ fn parse_documents(source: &str, text: &str, documents: &mut Vec<Document>, erro
                 return;
             }
         }
+    }
+}
+
+/// A JSON value read from YAML that refuses a mapping key given twice, as `kubectl` does:
+/// `serde_json::Value` would silently keep the last one, so what render validates could differ
+/// from what the author meant (or from what another tool reads).
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        UniqueKeys::deserialize(deserializer).map(|unique| unique.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("mapping key {key:?} is given more than once")));
+            }
+            let UniqueKeys(value) = map.next_value()?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -336,4 +413,43 @@ pub fn to_yaml(children: &[Child]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> (Vec<Document>, Vec<InputError>) {
+        let (mut documents, mut errors) = (Vec::new(), Vec::new());
+        parse_documents("dup.yaml", text, &mut documents, &mut errors);
+        (documents, errors)
+    }
+
+    #[test]
+    fn a_mapping_key_given_twice_is_refused_naming_file_and_key() {
+        // kubectl refuses this; serde_json would have kept the second `runtimeClassName` silently.
+        let text = "apiVersion: scs.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: acme\nspec:\n  \
+                    runtimeClassName: kata-qemu\n  runtimeClassName: runc\n";
+        let (documents, errors) = parsed(text);
+        assert!(documents.is_empty());
+        assert_eq!(errors.len(), 1);
+        let message = errors[0].to_string();
+        assert!(message.starts_with("dup.yaml: document 1: not valid YAML"), "{message}");
+        assert!(message.contains("spec: mapping key \"runtimeClassName\" is given more than once"), "{message}");
+        assert!(message.contains("at line 6"), "where the mapping is: {message}");
+        // Top level too.
+        let (_, errors) = parsed("kind: Tenant\nkind: SdnNetwork\n");
+        assert!(errors[0].to_string().contains("mapping key \"kind\""), "{}", errors[0]);
+    }
+
+    #[test]
+    fn the_same_key_in_different_mappings_and_documents_is_fine() {
+        let text = "metadata:\n  name: a\nspec:\n  name: b\n  list:\n    - {name: c}\n    - {name: d}\n---\nmetadata: {name: e}\n";
+        let (documents, errors) = parsed(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(documents.len(), 2);
+        assert_eq!(documents[0].value["spec"]["list"][1]["name"], "d");
+        let (documents, _) = parsed("n: 1\nf: 1.5\nb: true\nz: ~\nbig: 18446744073709551615\n");
+        assert_eq!(documents[0].value, serde_json::json!({"n": 1, "f": 1.5, "b": true, "z": null, "big": u64::MAX}));
+    }
 }
