@@ -104,8 +104,56 @@ fn read_hex(path: &Path) -> Option<u16> {
     u16::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()
 }
 
-/// VFIO mode: one device per IOMMU group holding functions of `vendor` bound to `vfio-pci`.
-/// Functions of the vendor bound elsewhere are reported in the returned notes, not advertised.
+/// PCI class of bridges (`0x0604xx`, the top 16 bits of the 24-bit class): not endpoints, so the
+/// kernel lets a group holding them go to VFIO whatever driver (`pcieport`) holds them.
+const PCI_BRIDGE_CLASS: u32 = 0x0604;
+
+/// Why IOMMU `group` must not be advertised: VFIO hands a group to the sandbox whole, so every
+/// device in it must be one of `vendor`'s functions bound to `vfio-pci` (or a PCI bridge). A NIC
+/// or disk controller sharing the GPU's group would otherwise go to the tenant's VM with it, or be
+/// torn from the host. `None` when the group holds nothing else; members that cannot be read are a
+/// reason too.
+fn foreign_group_members(host: &HostPaths, group: u32, vendor: u16) -> Option<String> {
+    let dir = host.sysfs.join(format!("kernel/iommu_groups/{group}/devices"));
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) => return Some(format!("IOMMU group {group} is not advertised: cannot list {}: {e}", dir.display())),
+    };
+    let mut foreign: Vec<String> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let address = entry.file_name().to_string_lossy().into_owned();
+        let class = fs::read_to_string(path.join("class"))
+            .ok()
+            .and_then(|c| u32::from_str_radix(c.trim().trim_start_matches("0x"), 16).ok());
+        if class.is_some_and(|c| c >> 8 == PCI_BRIDGE_CLASS) {
+            continue;
+        }
+        let member_vendor = read_hex(&path.join("vendor"));
+        let driver = fs::read_link(path.join("driver"))
+            .ok()
+            .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if member_vendor == Some(vendor) && driver.as_deref() == Some("vfio-pci") {
+            continue;
+        }
+        let vendor_text = member_vendor.map_or("unknown vendor".to_string(), |v| format!("vendor 0x{v:04x}"));
+        let driver_text = driver.map_or("no driver".to_string(), |d| format!("bound to {d}"));
+        foreign.push(format!("{address} ({vendor_text}, {driver_text})"));
+    }
+    if foreign.is_empty() {
+        return None;
+    }
+    foreign.sort();
+    Some(format!(
+        "IOMMU group {group} is not advertised: it also holds {}, and VFIO hands a group to the sandbox whole; \
+         every device in it must be a function of this vendor bound to vfio-pci (use a slot with its own IOMMU group)",
+        foreign.join(", ")
+    ))
+}
+
+/// VFIO mode: one device per IOMMU group holding functions of `vendor` bound to `vfio-pci`, and
+/// nothing else (see [`foreign_group_members`]). Functions of the vendor bound elsewhere, and
+/// groups shared with other devices, are reported in the returned notes, not advertised.
 pub fn discover_vfio(host: &HostPaths, vendor: Vendor) -> io::Result<(Vec<Device>, Vec<String>)> {
     let mut notes = Vec::new();
     let mut groups: BTreeMap<u32, Vec<PciFunction>> = BTreeMap::new();
@@ -124,6 +172,13 @@ pub fn discover_vfio(host: &HostPaths, vendor: Vendor) -> io::Result<(Vec<Device
         }
     }
     let iommufd = host.has_iommufd();
+    groups.retain(|group, _| match foreign_group_members(host, *group, vendor.pci_vendor_id()) {
+        Some(why) => {
+            notes.push(why);
+            false
+        }
+        None => true,
+    });
     let devices = groups
         .into_iter()
         .map(|(group, functions)| {
@@ -246,9 +301,15 @@ pub mod fake {
         fs::write(dir.join("vendor"), format!("0x{:04x}\n", f.vendor))?;
         fs::write(dir.join("device"), format!("0x{:04x}\n", f.device))?;
         fs::write(dir.join("numa_node"), format!("{}\n", f.numa_node))?;
+        // A 3D controller, as data-centre GPUs are; tests overwrite it for bridges.
+        fs::write(dir.join("class"), "0x030200\n")?;
         symlink(format!("../../../bus/pci/drivers/{}", f.driver), dir.join("driver"))?;
         if let Some(group) = f.iommu_group {
             symlink(format!("../../../kernel/iommu_groups/{group}"), dir.join("iommu_group"))?;
+            // The kernel lists every member of a group under it.
+            let members = sysfs.join(format!("kernel/iommu_groups/{group}/devices"));
+            fs::create_dir_all(&members)?;
+            symlink(format!("../../../../devices/{}/{}", f.root, f.address), members.join(f.address))?;
         }
         if let Some(cdev) = f.vfio_cdev {
             fs::create_dir_all(dir.join("vfio-dev").join(cdev))?;
@@ -312,6 +373,56 @@ mod tests {
         assert_eq!(second.access, Access::Vfio { group: 77, cdevs: vec![] });
         assert!(second.health_paths.contains(&host.dev.join("vfio/77")));
         assert_eq!(notes, ["0000:af:00.0 is bound to nvidia, not vfio-pci; not advertised in vfio mode"]);
+    }
+
+    #[test]
+    fn a_group_shared_with_anything_but_our_vfio_functions_is_not_advertised() {
+        let (_tmp, host) = host();
+        add_function_ok(&host.sysfs, &t4("0000:3b:00.0", "pci0000:3a", "vfio-pci", 41, 0));
+        // A NIC in the second GPU's group: the VM would get it too.
+        add_function_ok(&host.sysfs, &t4("0000:86:00.0", "pci0000:85", "vfio-pci", 77, 1));
+        let nic = FakeFunction { vendor: 0x8086, device: 0x10fb, ..t4("0000:86:00.2", "pci0000:85", "ixgbe", 77, 1) };
+        add_function_ok(&host.sysfs, &nic);
+        // Our own audio function, left on the host driver.
+        add_function_ok(&host.sysfs, &t4("0000:90:00.0", "pci0000:8f", "vfio-pci", 80, 1));
+        add_function_ok(
+            &host.sysfs,
+            &FakeFunction { device: 0x10f8, ..t4("0000:90:00.1", "pci0000:8f", "snd_hda_intel", 80, 1) },
+        );
+        // Another vendor's device bound to vfio-pci is still not ours to hand out.
+        add_function_ok(&host.sysfs, &t4("0000:a0:00.0", "pci0000:9f", "vfio-pci", 90, 1));
+        add_function_ok(
+            &host.sysfs,
+            &FakeFunction { vendor: 0x15b3, ..t4("0000:a0:00.1", "pci0000:9f", "vfio-pci", 90, 1) },
+        );
+
+        let (devices, notes) = discover_vfio(&host, Vendor::Nvidia).unwrap();
+        assert_eq!(devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["41"]);
+        let group_notes: Vec<&String> = notes.iter().filter(|n| n.starts_with("IOMMU group")).collect();
+        assert_eq!(group_notes.len(), 3, "{notes:#?}");
+        assert!(group_notes[0].starts_with(
+            "IOMMU group 77 is not advertised: it also holds 0000:86:00.2 (vendor 0x8086, bound to ixgbe)"
+        ));
+        assert!(group_notes[1].contains("0000:90:00.1 (vendor 0x10de, bound to snd_hda_intel)"), "{}", group_notes[1]);
+        assert!(group_notes[2].contains("0000:a0:00.1 (vendor 0x15b3, bound to vfio-pci)"), "{}", group_notes[2]);
+    }
+
+    #[test]
+    fn bridges_may_share_the_group_and_unreadable_groups_are_not_advertised() {
+        let (_tmp, host) = host();
+        add_function_ok(&host.sysfs, &t4("0000:3b:00.0", "pci0000:3a", "vfio-pci", 41, 0));
+        let bridge =
+            FakeFunction { vendor: 0x8086, device: 0x2030, ..t4("0000:3a:00.0", "pci0000:3a", "pcieport", 41, 0) };
+        add_function_ok(&host.sysfs, &bridge);
+        fs::write(host.sysfs.join("devices/pci0000:3a/0000:3a:00.0/class"), "0x060400\n").unwrap();
+        add_function_ok(&host.sysfs, &t4("0000:86:00.0", "pci0000:85", "vfio-pci", 77, 1));
+        fs::remove_dir_all(host.sysfs.join("kernel/iommu_groups/77")).unwrap();
+
+        let (devices, notes) = discover_vfio(&host, Vendor::Nvidia).unwrap();
+        assert_eq!(devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["41"]);
+        assert_eq!(devices[0].pci_addresses, ["0000:3b:00.0"], "the bridge is not passed through");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("IOMMU group 77 is not advertised: cannot list"), "{}", notes[0]);
     }
 
     #[test]
