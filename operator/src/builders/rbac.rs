@@ -19,9 +19,12 @@ use crate::config::OperatorConfig;
 pub const CLOUD_ADMIN_ROLE: &str = "scs:cloud-admin";
 /// ClusterRole giving project admins read access to StorageClasses and PersistentVolumes.
 pub const STORAGE_READER_ROLE: &str = "scs:storage-reader";
+/// ClusterRole the operator binds to itself in its tenant namespaces (list only; see
+/// `controller::release`).
+pub const INVENTORY_ROLE: &str = "scs:operator-inventory";
 /// Every ClusterRole the operator binds (and so needs `bind` on).
-pub const BOUND_CLUSTER_ROLES: [&str; 5] =
-    ["scs:project-admin", "scs:member", "scs:viewer", STORAGE_READER_ROLE, CLOUD_ADMIN_ROLE];
+pub const BOUND_CLUSTER_ROLES: [&str; 6] =
+    ["scs:project-admin", "scs:member", "scs:viewer", STORAGE_READER_ROLE, CLOUD_ADMIN_ROLE, INVENTORY_ROLE];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 

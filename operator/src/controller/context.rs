@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use kube::api::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -13,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
-use crate::api::{SdnNetwork, Tenant, TenantStatus};
+use crate::api::{SdnNetwork, SecureWorkload, Tenant, TenantStatus};
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -31,6 +32,9 @@ pub struct Context {
     /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub networks: Store<DeserializeGuard<SdnNetwork>>,
+    /// Every SecureWorkload's metadata (set once the workload controller is built): which
+    /// workloads share a namespace, and which of them is older.
+    pub workloads: OnceLock<Store<PartialObjectMeta<SecureWorkload>>>,
     /// Who publishes our Events. A [`Recorder`] is made per Event: its aggregation cache keeps
     /// every published Event for six minutes and scans them all on each publish, which at ten
     /// thousand workloads cost megabytes and CPU, while we publish only on transitions (there are
@@ -154,6 +158,7 @@ impl Context {
             config,
             tenants,
             networks,
+            workloads: OnceLock::new(),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),

@@ -13,6 +13,7 @@ pub mod health;
 pub mod leader;
 pub mod managed;
 pub mod metrics;
+pub mod release;
 pub mod sdn_network;
 pub mod settled;
 pub mod sync;
@@ -292,6 +293,7 @@ pub async fn run(
     // SecureWorkload (a full pod template) takes about 6.7 KB in memory, so 10 000 of them were a
     // third of the operator's footprint. The reconciler reads the object itself, one GET a pass.
     let (workload_store, workload_writer) = reflector::store::<PartialObjectMeta<SecureWorkload>>();
+    let _ = ctx.workloads.set(workload_store.clone());
     let workload_stream = settled::settled(
         watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
             .default_backoff()

@@ -1,16 +1,21 @@
 //! Bringing live children in line with the desired ones: apply what is missing or different,
 //! delete what carries our labels but is no longer desired. Objects without our labels are never
-//! listed, so never touched.
+//! listed, so never deleted; and never written: a desired child whose name is taken by an object
+//! that does not carry our owner's labels is a [`Conflict`], not an update. Namespaces are created
+//! create-only (POST), so one made by someone else between our check and our write is never adopted.
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::diff::holds;
 use super::error::{Error, Result};
 use super::managed::{self, ManagedKind, Scope};
 use crate::builders::Child;
-use crate::builders::labels::OPERATOR;
+use crate::builders::labels::{MANAGED_BY, OPERATOR, TENANT, WORKLOAD};
 
 /// What a sync did, and the live objects it saw.
 #[derive(Debug, Default)]
@@ -25,6 +30,86 @@ pub struct SyncReport {
     /// Desired children not applied because the cluster does not serve their API (an optional
     /// CRD such as Multus' NetworkAttachmentDefinition is not installed), as `Kind namespace/name`.
     pub unserved: Vec<String>,
+    /// Desired children not applied because an object of the same name exists that is not ours.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// A desired child whose name is taken by an object we do not own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Why the existing object is not ours, e.g. `was not created by scs-operator`.
+    pub why: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{} {}", self.kind, self.name, self.why),
+            None => write!(f, "{} {} {}", self.kind, self.name, self.why),
+        }
+    }
+}
+
+/// What a sync does when some desired children conflict with objects that are not ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Skip the conflicting children (and everything in a namespace that is not ours), sync the rest.
+    SkipChild,
+    /// Write nothing at all: the children belong together (a workload must not start with a claim
+    /// or Service of someone else).
+    WriteNothing,
+}
+
+/// The `key=value` requirements of a selector such as `a=b,c=d`.
+fn requirements(selector: &str) -> BTreeMap<String, String> {
+    selector
+        .split(',')
+        .filter_map(|r| r.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim_start_matches('=').trim().to_string()))
+        .collect()
+}
+
+/// Why an existing object that our `selector` does not select is not ours to write, or `None` when
+/// it is ours after all (it carries every label of the selector and no other controller).
+pub fn foreign(
+    labels: &BTreeMap<String, String>,
+    owners: &[OwnerReference],
+    selector: &str,
+    desired_owner: Option<&OwnerReference>,
+) -> Option<String> {
+    let wanted = requirements(selector);
+    let carries = |key: &str| labels.get(key) == wanted.get(key);
+    if labels.get(MANAGED_BY).map(String::as_str) != Some(OPERATOR) {
+        return Some("exists and was not created by scs-operator".into());
+    }
+    for (key, kind) in [(WORKLOAD, "SecureWorkload"), (TENANT, "Tenant")] {
+        if wanted.contains_key(key) && !carries(key) {
+            return Some(match labels.get(key) {
+                Some(other) => format!("exists and belongs to {kind} {other:?}"),
+                None => format!("exists and belongs to no {kind} of ours"),
+            });
+        }
+    }
+    if !wanted.keys().all(|key| carries(key)) {
+        return Some("exists and belongs to another owner".into());
+    }
+    let controller = owners.iter().find(|o| o.controller == Some(true));
+    match (controller, desired_owner) {
+        (Some(live), Some(ours)) if live.uid != ours.uid => {
+            Some(format!("exists and is controlled by {} {:?}", live.kind, live.name))
+        }
+        (Some(live), None) => Some(format!("exists and is controlled by {} {:?}", live.kind, live.name)),
+        _ => None,
+    }
+}
+
+fn desired_owner(child: &Child) -> Option<OwnerReference> {
+    let owners = child.object.pointer("/metadata/ownerReferences")?;
+    let owners: Vec<OwnerReference> = serde_json::from_value(owners.clone()).ok()?;
+    owners.into_iter().find(|o| o.controller == Some(true))
 }
 
 impl SyncReport {
@@ -81,13 +166,17 @@ async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> 
 
 /// Syncs the managed kinds of `scope` against `desired`, finding live objects by `selector` (in
 /// `namespace`, or cluster-wide). `keep(kind, object)` may veto the deletion of a live object no
-/// longer desired.
+/// longer desired. A desired child that is not among the selected live objects is checked first
+/// (a GET, skipped inside a namespace this pass creates): when its name is taken by an object that
+/// is not ours it is reported in [`SyncReport::conflicts`] and, as `on_conflict` says, skipped or
+/// the whole sync writes nothing.
 pub async fn sync_children(
     client: &Client,
     scope: Scope,
     namespace: Option<&str>,
     selector: &str,
     desired: &[Child],
+    on_conflict: OnConflict,
     keep: impl Fn(&str, &DynamicObject) -> bool,
 ) -> Result<SyncReport> {
     let mut report = SyncReport::default();
@@ -110,27 +199,89 @@ pub async fn sync_children(
             Err(e) => return Err(e.into()),
         }
     }
+    let find_live = |live: &'_ [DynamicObject], child: &Child| -> Option<DynamicObject> {
+        live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace).cloned()
+    };
+    // Namespaces this pass creates: nothing of anyone else can be in them yet.
+    let new_namespaces: BTreeSet<String> = kinds
+        .iter()
+        .zip(&live_by_kind)
+        .filter(|(kind, _)| kind.resource.kind == "Namespace")
+        .flat_map(|(_, live)| {
+            desired.iter().filter(|c| c.kind == "Namespace" && find_live(live, c).is_none()).map(|c| c.name.clone())
+        })
+        .collect();
+    // Desired children whose name another object holds.
+    for ((kind, live), served) in kinds.iter().zip(&live_by_kind).zip(&served) {
+        for child in desired.iter().filter(|c| is_of(c, kind)) {
+            let fresh_namespace = child.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns));
+            if !served || kind.resource.kind == "Namespace" || fresh_namespace || find_live(live, child).is_some() {
+                continue;
+            }
+            let api = api_for(client, kind, child.namespace.as_deref());
+            if let Some(existing) = api.get_metadata_opt(&child.name).await? {
+                let why =
+                    foreign(existing.labels(), existing.owner_references(), selector, desired_owner(child).as_ref());
+                if let Some(why) = why {
+                    report.conflicts.push(Conflict {
+                        kind: child.kind.clone(),
+                        namespace: child.namespace.clone(),
+                        name: child.name.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+    }
+    if on_conflict == OnConflict::WriteNothing && !report.conflicts.is_empty() {
+        for (kind, live) in kinds.iter().zip(live_by_kind) {
+            report.live.extend(live.into_iter().map(|object| (kind.resource.kind.clone(), object)));
+        }
+        return Ok(report);
+    }
+    // Namespaces that turned out not to be ours: nothing goes into them.
+    let mut blocked: BTreeSet<String> = BTreeSet::new();
     // Create and update in kind order (namespaces first) ...
     for ((kind, live), served) in kinds.iter().zip(&live_by_kind).zip(&served) {
-        for child in
-            desired.iter().filter(|c| c.api_version == kind.resource.api_version && c.kind == kind.resource.kind)
-        {
+        for child in desired.iter().filter(|c| is_of(c, kind)) {
             if !served {
                 let namespace = child.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default();
                 report.unserved.push(format!("{} {namespace}{}", child.kind, child.name));
                 continue;
             }
-            let current = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
-            let wanted = match (current, &child.mutable_part) {
+            let conflicting = report
+                .conflicts
+                .iter()
+                .any(|c| c.kind == child.kind && c.namespace == child.namespace && c.name == child.name);
+            if conflicting || child.namespace.as_ref().is_some_and(|ns| blocked.contains(ns)) {
+                continue;
+            }
+            let current = find_live(live, child);
+            if current.is_none() && child.kind == "Namespace" {
+                // Create-only: a namespace someone else made meanwhile answers 409 and stays theirs.
+                if let Some(why) = create_namespace(client, kind, child, selector).await? {
+                    warn!(namespace = %child.name, "{why}; not taken over");
+                    report.conflicts.push(Conflict {
+                        kind: child.kind.clone(),
+                        namespace: None,
+                        name: child.name.clone(),
+                        why,
+                    });
+                    blocked.insert(child.name.clone());
+                    continue;
+                }
+            }
+            let wanted = match (&current, &child.mutable_part) {
                 (Some(_), Some(part)) => part,
                 _ => &child.object,
             };
-            let unchanged = current.is_some_and(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted));
+            let unchanged =
+                current.as_ref().is_some_and(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted));
             if unchanged {
                 debug!(kind = %child.kind, name = %child.name, "unchanged");
                 continue;
             }
-            let written = match (current, &child.mutable_part) {
+            let written = match (&current, &child.mutable_part) {
                 // What may still change of a mostly immutable object, as a plain merge patch.
                 (Some(_), Some(part)) => {
                     let api = api_for(client, kind, child.namespace.as_deref());
@@ -173,6 +324,33 @@ pub async fn sync_children(
     Ok(report)
 }
 
+fn is_of(child: &Child, kind: &ManagedKind) -> bool {
+    child.api_version == kind.resource.api_version && child.kind == kind.resource.kind
+}
+
+/// Creates namespace `child` with POST, carrying just the labels that make it ours (the full object
+/// is applied next). Returns why not when a namespace of that name exists already.
+async fn create_namespace(
+    client: &Client,
+    kind: &ManagedKind,
+    child: &Child,
+    selector: &str,
+) -> Result<Option<String>> {
+    let mut stub = DynamicObject::new(&child.name, &kind.resource);
+    stub.metadata.labels = Some(requirements(selector));
+    let params = PostParams { field_manager: Some(OPERATOR.into()), ..Default::default() };
+    match api_for(client, kind, None).create(&params, &stub).await {
+        Ok(_) => {
+            info!(namespace = %child.name, "created");
+            Ok(None)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok(Some("already exists and was not created for this tenant".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether a controller other than one of our custom resources owns `object`: the Jobs a CronJob
 /// starts carry the labels of its job template, so they match our selector, but they are the
 /// CronJob's to create and remove. (On a real cluster the operator deleted every scheduled Job.)
@@ -185,6 +363,76 @@ fn controlled_by_another(object: &DynamicObject) -> bool {
 /// Deletes every tenant object matching `selector`: cluster-scoped bindings and namespaced
 /// objects first, namespaces last.
 pub async fn delete_all(client: &Client, selector: &str) -> Result<usize> {
-    let report = sync_children(client, Scope::Tenant, None, selector, &[], |_, _| false).await?;
+    let report = sync_children(client, Scope::Tenant, None, selector, &[], OnConflict::SkipChild, |_, _| false).await?;
     Ok(report.deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKLOAD_SELECTOR: &str = "app.kubernetes.io/managed-by=scs-operator,scs.dev/workload=db-headless";
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn controller(kind: &str, name: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "scs.dev/v1alpha1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: Some(true),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_object_without_our_label_is_foreign() {
+        let why = foreign(&labels(&[("app", "db")]), &[], WORKLOAD_SELECTOR, None);
+        assert_eq!(why.as_deref(), Some("exists and was not created by scs-operator"));
+        let why = foreign(&labels(&[(MANAGED_BY, "helm")]), &[], WORKLOAD_SELECTOR, None);
+        assert_eq!(why.as_deref(), Some("exists and was not created by scs-operator"));
+    }
+
+    #[test]
+    fn an_object_of_another_owner_of_ours_is_foreign() {
+        let of_db = labels(&[(MANAGED_BY, OPERATOR), (WORKLOAD, "db")]);
+        assert_eq!(
+            foreign(&of_db, &[], WORKLOAD_SELECTOR, None).as_deref(),
+            Some(r#"exists and belongs to SecureWorkload "db""#)
+        );
+        let of_beta = labels(&[(MANAGED_BY, OPERATOR), (TENANT, "beta")]);
+        assert_eq!(
+            foreign(&of_beta, &[], "app.kubernetes.io/managed-by=scs-operator,scs.dev/tenant=acme", None).as_deref(),
+            Some(r#"exists and belongs to Tenant "beta""#)
+        );
+        let platform = labels(&[(MANAGED_BY, OPERATOR)]);
+        assert_eq!(
+            foreign(&platform, &[], WORKLOAD_SELECTOR, None).as_deref(),
+            Some("exists and belongs to no SecureWorkload of ours")
+        );
+    }
+
+    #[test]
+    fn an_object_with_our_labels_but_another_controller_is_foreign() {
+        let ours = labels(&[(MANAGED_BY, OPERATOR), (WORKLOAD, "db-headless")]);
+        let desired = controller("SecureWorkload", "db-headless", "u-2");
+        assert_eq!(foreign(&ours, &[], WORKLOAD_SELECTOR, Some(&desired)), None, "ours, not controlled: fine");
+        assert_eq!(foreign(&ours, std::slice::from_ref(&desired), WORKLOAD_SELECTOR, Some(&desired)), None);
+        let other = OwnerReference { api_version: "batch/v1".into(), ..controller("CronJob", "nightly", "u-9") };
+        assert_eq!(
+            foreign(&ours, &[other], WORKLOAD_SELECTOR, Some(&desired)).as_deref(),
+            Some(r#"exists and is controlled by CronJob "nightly""#)
+        );
+    }
+
+    #[test]
+    fn selectors_split_into_requirements() {
+        assert_eq!(
+            requirements("a=b, c==d"),
+            BTreeMap::from([("a".to_string(), "b".to_string()), ("c".to_string(), "d".to_string())])
+        );
+    }
 }

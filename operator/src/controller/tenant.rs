@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
@@ -18,8 +20,8 @@ use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
 use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
-use super::sync;
-use crate::api::{SecureWorkload, Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
+use super::{release, sync};
+use crate::api::{Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
 use crate::catalog::Catalog;
 use crate::quantity;
@@ -27,8 +29,11 @@ use crate::validate::cross;
 
 /// Finalizer that lets the operator remove what garbage collection cannot.
 pub const FINALIZER: &str = "scs.dev/tenant-cleanup";
-/// Annotation that lets a tenant be deleted although its namespaces still hold workloads or volumes.
+/// Annotation that lets a tenant be deleted although its namespaces still hold what users made:
+/// every namespace is deleted with everything in it.
 pub const FORCE_DELETE: &str = "scs.dev/force-delete";
+/// How soon a tenant with retained namespaces looks at them again.
+pub const RETAINED_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Entry point for the controller: unwraps the deserialization guard and runs the finalizer.
 pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
@@ -134,37 +139,132 @@ async fn ensure_platform(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Children of `tenant` in the namespaces it may use (never in a conflicting one).
-fn desired_children(tenant: &Tenant, ctx: &Context, catalog: &Catalog, usable: &[String]) -> Vec<Child> {
+/// Children of `tenant` in the namespaces it may use (never in a conflicting one), with the
+/// operator's inventory binding in each; and in each retained namespace the zero quota and the
+/// inventory binding.
+fn desired_children(
+    tenant: &Tenant,
+    ctx: &Context,
+    catalog: &Catalog,
+    usable: &[String],
+    retained: &BTreeMap<String, Vec<String>>,
+) -> Vec<Child> {
     let mut children = builders::tenant_children(tenant, catalog, &ctx.config);
     children.retain(|child| match (&child.namespace, child.kind.as_str()) {
         (Some(namespace), _) => usable.contains(namespace),
         (None, "Namespace") => usable.contains(&child.name),
         (None, _) => true,
     });
+    children.extend(retained_children(tenant, ctx, usable, retained));
     children
 }
 
-/// Whether a namespace that left `spec.namespaces` must stay because it holds workloads or data.
-async fn holds_data(client: &Client, namespace: &str) -> Result<Vec<String>> {
-    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), namespace);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let mut held: Vec<String> = workloads
-        .list_metadata(&ListParams::default())
+/// The inventory binding in every namespace in `usable` or `retained`, and the zero quota in each
+/// retained one.
+fn retained_children(
+    tenant: &Tenant,
+    ctx: &Context,
+    usable: &[String],
+    retained: &BTreeMap<String, Vec<String>>,
+) -> Vec<Child> {
+    let operator_namespace = release::operator_namespace();
+    let mut children = Vec::new();
+    for namespace in usable.iter().chain(retained.keys()) {
+        children.push(release::inventory_binding(&tenant.name_any(), namespace, &operator_namespace));
+    }
+    for namespace in retained.keys() {
+        children.push(release::retained_quota(tenant, &ctx.config, namespace));
+    }
+    children
+}
+
+/// Of the tenant's labelled namespaces in `leaving` (not terminating), those that hold anything a
+/// user made, with what they hold. Makes sure the operator may look first (its inventory binding).
+async fn retained_namespaces(
+    tenant: &Tenant,
+    ctx: &Context,
+    leaving: &[String],
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let operator_namespace = release::operator_namespace();
+    let mut retained = BTreeMap::new();
+    for namespace in leaving {
+        let binding = release::inventory_binding(&tenant.name_any(), namespace, &operator_namespace);
+        let bindings: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), namespace);
+        if bindings.get_metadata_opt(&binding.name).await?.is_none() {
+            // A namespace from before the binding existed; the next pass lists once RBAC has it.
+            sync::apply(&ctx.client, &binding).await?;
+        }
+        let left = release::leftovers(&ctx.client, namespace).await?;
+        if !left.is_empty() {
+            retained.insert(namespace.clone(), left);
+        }
+    }
+    Ok(retained)
+}
+
+/// The tenant's labelled namespaces, as (name, terminating).
+async fn labelled_namespaces(tenant: &Tenant, ctx: &Context) -> Result<Vec<(String, bool)>> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    Ok(api
+        .list_metadata(&ListParams::default().labels(&selector(tenant)))
         .await?
         .items
         .iter()
-        .map(|w| format!("SecureWorkload {namespace}/{}", w.name_any()))
-        .collect();
-    held.extend(
-        claims
-            .list_metadata(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|c| format!("PersistentVolumeClaim {namespace}/{}", c.name_any())),
-    );
-    Ok(held)
+        .map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some()))
+        .collect())
+}
+
+/// Keep everything of ours in a retained namespace but the members' RoleBindings (and the
+/// namespace itself).
+fn keep_retained<'a>(retained: &'a BTreeMap<String, Vec<String>>) -> impl Fn(&str, &DynamicObject) -> bool + 'a {
+    move |kind: &str, object: &DynamicObject| {
+        let namespace = if kind == "Namespace" { object.name_any() } else { object.namespace().unwrap_or_default() };
+        retained.contains_key(&namespace) && kind != "RoleBinding"
+    }
+}
+
+/// The `NamespacesReleased` condition: whether every namespace that left the tenant is gone.
+fn released_condition(retained: &BTreeMap<String, Vec<String>>, generation: Option<i64>) -> Condition {
+    if retained.is_empty() {
+        return condition("NamespacesReleased", true, "Released", "no namespace left behind", generation);
+    }
+    let kept: Vec<String> =
+        retained.iter().map(|(namespace, left)| format!("{namespace} ({})", release::some_of(left))).collect();
+    condition(
+        "NamespacesReleased",
+        false,
+        "NamespaceRetained",
+        format!(
+            "kept after leaving the tenant because they hold objects the operator did not make: {}; members have no access there and the quota is zero until an admin empties or deletes them",
+            kept.join("; ")
+        ),
+        generation,
+    )
+}
+
+/// Events for namespaces retained now that the previous status did not name.
+async fn announce_retained(
+    tenant: &Tenant,
+    ctx: &Context,
+    previous: &TenantStatus,
+    retained: &BTreeMap<String, Vec<String>>,
+) {
+    let before = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "NamespacesReleased" && c.status == "False")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    for (namespace, left) in retained {
+        if before.contains(&format!("{namespace} (")) {
+            continue;
+        }
+        let message = format!(
+            "namespace {namespace} left the tenant but holds objects the operator did not make ({}): kept, members' RoleBindings removed, quota set to zero; empty or delete it to finish",
+            release::some_of(left)
+        );
+        ctx.event(tenant, true, "NamespaceRetained", message).await;
+    }
 }
 
 /// Which object a remembered status belongs to (a tenant deleted and created again is another).
@@ -208,38 +308,23 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         .filter(|(_, s)| matches!(s, NamespaceState::Ours | NamespaceState::Absent))
         .map(|(n, _)| n.clone())
         .collect();
-    let desired = desired_children(tenant, ctx, &catalog, &usable);
-
-    // A namespace dropped from the spec is deleted only when it holds no workloads or volumes.
-    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let candidates: Vec<String> = {
-        let api: Api<Namespace> = Api::all(ctx.client.clone());
-        api.list_metadata(&ListParams::default().labels(&selector(tenant)))
-            .await?
-            .items
-            .iter()
-            .map(|n| n.name_any())
-            .filter(|n| !tenant.namespace_names().contains(n))
-            .collect()
-    };
-    for namespace in candidates {
-        let data = holds_data(&ctx.client, &namespace).await?;
-        if !data.is_empty() {
-            held.insert(namespace, data);
-        }
-    }
+    // A namespace dropped from the spec is deleted only when it holds nothing a user made.
+    let leaving: Vec<String> = labelled_namespaces(tenant, ctx)
+        .await?
+        .into_iter()
+        .filter(|(name, terminating)| !terminating && !tenant.namespace_names().contains(name))
+        .map(|(name, _)| name)
+        .collect();
+    let retained = retained_namespaces(tenant, ctx, &leaving).await?;
+    let desired = desired_children(tenant, ctx, &catalog, &usable, &retained);
     let report = sync::sync_children(
         &ctx.client,
         Scope::Tenant,
         None,
         &selector(tenant),
         &desired,
-        |kind: &str, object: &DynamicObject| {
-            // Keep a released namespace with data, and everything of ours inside it.
-            let namespace =
-                if kind == "Namespace" { object.name_any() } else { object.namespace().unwrap_or_default() };
-            held.contains_key(&namespace)
-        },
+        sync::OnConflict::SkipChild,
+        keep_retained(&retained),
     )
     .await?;
     if report.applied > 0 || report.deleted > 0 {
@@ -247,7 +332,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
-    let status = compute_status(tenant, ctx, &catalog, &previous, &states, &report, &held);
+    let status = compute_status(tenant, ctx, &catalog, &previous, &states, &report, &retained);
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -265,15 +350,18 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let ready_message =
         status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
     write_status(tenant, ctx, &previous, status).await?;
+    announce_retained(tenant, ctx, &previous, &retained).await;
     if ready_now && !ready_before {
         ctx.event(tenant, false, "Ready", "all namespaces, quota, roles and networks are in place".into()).await;
     } else if !ready_now
         && ready_before
         && let Some((reason, message)) = ready_message
+        && reason != "NamespaceRetained"
     {
         ctx.event(tenant, true, &reason, message).await;
     }
-    Ok(Action::requeue(RESYNC))
+    // Nothing watches what users keep in a retained namespace: look again soon.
+    Ok(Action::requeue(if retained.is_empty() { RESYNC } else { RETAINED_RECHECK }))
 }
 
 fn compute_status(
@@ -283,14 +371,17 @@ fn compute_status(
     previous: &TenantStatus,
     states: &BTreeMap<String, NamespaceState>,
     report: &sync::SyncReport,
-    held: &BTreeMap<String, Vec<String>>,
+    retained: &BTreeMap<String, Vec<String>>,
 ) -> TenantStatus {
     let generation = tenant.metadata.generation;
     let namespaces: Vec<TenantNamespaceStatus> = tenant
         .namespace_names()
         .into_iter()
         .map(|name| {
+            let created_by_someone_else =
+                report.conflicts.iter().find(|c| c.kind == "Namespace" && c.name == name).map(|c| c.why.clone());
             let (state, message) = match &states[&name] {
+                NamespaceState::Absent if created_by_someone_else.is_some() => ("Conflict", created_by_someone_else),
                 NamespaceState::Ours | NamespaceState::Absent => ("Ready", None),
                 NamespaceState::Terminating => ("Terminating", Some("namespace is being deleted".to_string())),
                 NamespaceState::Conflict(why) => ("Conflict", Some(why.clone())),
@@ -304,16 +395,11 @@ fn compute_status(
         .filter(|n| n.state != "Ready")
         .map(|n| format!("{} {}", n.name, n.message.clone().unwrap_or_default()))
         .collect();
-    let mut namespaces_message = if conflicts.is_empty() {
+    let namespaces_message = if conflicts.is_empty() {
         format!("{} namespace(s) ready", namespaces.len())
     } else {
         format!("not usable: {}", conflicts.join("; "))
     };
-    if !held.is_empty() {
-        let kept: Vec<String> = held.iter().map(|(ns, data)| format!("{ns} ({})", data.join(", "))).collect();
-        namespaces_message
-            .push_str(&format!("; kept after removal from spec because they hold data: {}", kept.join("; ")));
-    }
     let missing = cross::missing_networks(tenant, catalog);
     let mut network_problems: Vec<String> = missing.iter().map(ToString::to_string).collect();
     if !report.unserved.is_empty() {
@@ -328,6 +414,16 @@ fn compute_status(
         network_problems.join("; ")
     };
     let has_conflict = namespaces.iter().any(|n| n.state == "Conflict");
+    // Children whose name an object of someone else holds: each reported where it belongs.
+    let taken = |kinds: &[&str]| -> Option<String> {
+        let found: Vec<String> =
+            report.conflicts.iter().filter(|c| kinds.contains(&c.kind.as_str())).map(ToString::to_string).collect();
+        (!found.is_empty()).then(|| format!("not taken over: {}", found.join("; ")))
+    };
+    let concern = |type_: &str, kinds: &[&str], ok: Condition| match taken(kinds) {
+        Some(message) => condition(type_, false, "Conflict", message, generation),
+        None => ok,
+    };
     let mut next = vec![
         condition(
             "NamespacesReady",
@@ -336,19 +432,38 @@ fn compute_status(
             namespaces_message,
             generation,
         ),
-        condition("QuotaReady", true, "Applied", "ResourceQuotas and LimitRanges applied", generation),
-        condition("RbacReady", true, "Applied", format!("{} member(s) bound", tenant.spec.members.len()), generation),
-        condition(
-            "NetworksReady",
-            network_problems.is_empty(),
-            match (missing.is_empty(), report.unserved.is_empty()) {
-                (true, true) => "Ready",
-                (false, _) => "NetworkNotFound",
-                (true, false) => "ApiNotServed",
-            },
-            networks_message,
-            generation,
+        concern(
+            "QuotaReady",
+            &["ResourceQuota", "LimitRange"],
+            condition("QuotaReady", true, "Applied", "ResourceQuotas and LimitRanges applied", generation),
         ),
+        concern(
+            "RbacReady",
+            &["RoleBinding", "ClusterRoleBinding"],
+            condition(
+                "RbacReady",
+                true,
+                "Applied",
+                format!("{} member(s) bound", tenant.spec.members.len()),
+                generation,
+            ),
+        ),
+        concern(
+            "NetworksReady",
+            &["NetworkPolicy", "NetworkAttachmentDefinition"],
+            condition(
+                "NetworksReady",
+                network_problems.is_empty(),
+                match (missing.is_empty(), report.unserved.is_empty()) {
+                    (true, true) => "Ready",
+                    (false, _) => "NetworkNotFound",
+                    (true, false) => "ApiNotServed",
+                },
+                networks_message,
+                generation,
+            ),
+        ),
+        released_condition(retained, generation),
     ];
     let failing = next.iter().find(|c| c.status != "True").map(|c| (c.reason.clone(), c.message.clone()));
     next.insert(
@@ -411,26 +526,43 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
 
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let forced = tenant.annotations().get(FORCE_DELETE).is_some_and(|v| v == "true");
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let ours: Vec<String> = api
-        .list_metadata(&ListParams::default().labels(&selector(tenant)))
-        .await?
-        .items
-        .iter()
-        .map(|n| n.name_any())
-        .collect();
-    let mut data = Vec::new();
-    for namespace in &ours {
-        data.extend(holds_data(&ctx.client, namespace).await?);
+    if forced {
+        let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
+        metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
+        info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
+        return Ok(Action::await_change());
     }
-    if !data.is_empty() && !forced {
+    // Every namespace leaves: those holding only what the operator made go now; the others are
+    // retained (no member bindings, zero quota) and hold the deletion until an admin acts.
+    let leaving: Vec<String> =
+        labelled_namespaces(tenant, ctx).await?.into_iter().filter(|(_, t)| !t).map(|(name, _)| name).collect();
+    let retained = retained_namespaces(tenant, ctx, &leaving).await?;
+    let desired = retained_children(tenant, ctx, &[], &retained);
+    let report = sync::sync_children(
+        &ctx.client,
+        Scope::Tenant,
+        None,
+        &selector(tenant),
+        &desired,
+        sync::OnConflict::SkipChild,
+        keep_retained(&retained),
+    )
+    .await?;
+    if !retained.is_empty() {
+        let held: Vec<String> = retained.values().flatten().cloned().collect();
         let message = format!(
-            "deletion waits until these are removed (or the Tenant is annotated {FORCE_DELETE}=\"true\"): {}",
-            data.join(", ")
+            "deletion waits until these are removed (or the Tenant is annotated {FORCE_DELETE}=\"true\"): {}; members have no access and the quota is zero meanwhile",
+            release::some_of(&held)
         );
         let previous = latest_status(tenant, ctx);
-        let mut conditions: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+        let mut conditions: Vec<_> = previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != "Ready" && c.type_ != "NamespacesReleased")
+            .cloned()
+            .collect();
         conditions.push(condition("Ready", false, "DeletionBlocked", message.clone(), tenant.metadata.generation));
+        conditions.push(released_condition(&retained, tenant.metadata.generation));
         let was_blocked = previous.conditions.iter().any(|c| c.reason == "DeletionBlocked");
         let status =
             TenantStatus { conditions: conditions::merge(&previous.conditions, conditions), ..previous.clone() };
@@ -440,8 +572,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         }
         return Err(Error::DeletionHeld(message));
     }
-    let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
     metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
-    info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
+    info!(tenant = %tenant.name_any(), deleted = report.deleted, "tenant cleaned up");
     Ok(Action::await_change())
 }

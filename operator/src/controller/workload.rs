@@ -22,6 +22,8 @@ use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, WorkloadP
 use crate::builders::{labels, workload};
 use crate::validate::{FieldError, cross, rules};
 
+/// How soon a workload held by a conflict looks again (nothing watches the objects of others).
+pub const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a new workload may wait for its Tenant before it is reported as `NoTenant`.
 pub const NO_TENANT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -83,24 +85,39 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     if !problems.is_empty() {
         // Leave whatever runs as it is; say precisely what is wrong.
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        let mut next: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
-        next.push(condition("Ready", false, "InvalidSpec", message.clone(), generation));
-        let status = SecureWorkloadStatus {
-            observed_generation: generation,
-            conditions: conditions::merge(&previous.conditions, next),
-            ..previous.clone()
-        };
-        if write_status(workload, &ctx, &previous, status).await? {
-            ctx.event(workload, true, "InvalidSpec", message).await;
-        }
+        hold(workload, &ctx, &previous, "InvalidSpec", message).await?;
         return Ok(Action::await_change());
     }
 
     let desired = workload::workload_children(workload, tenant, &ctx.config);
+    // An older workload of the namespace producing a child of the same name keeps it.
+    let collisions = earlier_collisions(workload, tenant, &desired, &ctx).await?;
+    if !collisions.is_empty() {
+        let message = collisions.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+        hold(workload, &ctx, &previous, "Conflict", format!("{message}; nothing of this workload is applied")).await?;
+        return Ok(Action::requeue(CONFLICT_RECHECK));
+    }
     let selector = format!("{}={},{}={}", labels::MANAGED_BY, labels::OPERATOR, labels::WORKLOAD, name);
     // Claims no longer in the spec are kept: they hold user data.
     let keep = |kind: &str, _: &DynamicObject| kind == "PersistentVolumeClaim";
-    let report = sync::sync_children(&ctx.client, Scope::Workload, Some(&namespace), &selector, &desired, keep).await?;
+    let report = sync::sync_children(
+        &ctx.client,
+        Scope::Workload,
+        Some(&namespace),
+        &selector,
+        &desired,
+        sync::OnConflict::WriteNothing,
+        keep,
+    )
+    .await?;
+    if !report.conflicts.is_empty() {
+        // An object of that name exists and is not this workload's: never taken over.
+        let taken: Vec<String> =
+            report.conflicts.iter().map(|c| format!("{} {:?} {}", c.kind, c.name, c.why)).collect();
+        let message = format!("{}; nothing of this workload is applied", taken.join("; "));
+        hold(workload, &ctx, &previous, "Conflict", message).await?;
+        return Ok(Action::requeue(CONFLICT_RECHECK));
+    }
     if report.applied > 0 || report.deleted > 0 {
         info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
     }
@@ -137,6 +154,61 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         ctx.event(workload, warning, &format!("{phase:?}"), message).await;
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Sets `Ready=False` with `reason` and leaves everything else of the status (and every child) as
+/// it is; publishes an Event when that is news.
+async fn hold(
+    workload: &SecureWorkload,
+    ctx: &Context,
+    previous: &SecureWorkloadStatus,
+    reason: &str,
+    message: String,
+) -> Result<()> {
+    let generation = workload.metadata.generation;
+    let mut next: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != "Ready").cloned().collect();
+    next.push(condition("Ready", false, reason, message.clone(), generation));
+    let status = SecureWorkloadStatus {
+        observed_generation: generation,
+        conditions: conditions::merge(&previous.conditions, next),
+        ..previous.clone()
+    };
+    if write_status(workload, ctx, previous, status).await? {
+        ctx.event(workload, true, reason, message).await;
+    }
+    Ok(())
+}
+
+/// Children of `workload` that an older workload of its namespace produces too (see
+/// [`cross::claim_order`]). Only workloads whose name extends this one's or the other way round
+/// can collide ([`cross::may_collide`]), so usually nothing is read; those are read in full.
+async fn earlier_collisions(
+    workload: &SecureWorkload,
+    tenant: &crate::api::Tenant,
+    desired: &[crate::builders::Child],
+    ctx: &Context,
+) -> Result<Vec<FieldError>> {
+    let Some(store) = ctx.workloads.get() else { return Ok(Vec::new()) };
+    let namespace = workload.namespace();
+    let name = workload.name_any();
+    let mine = cross::claim_order(&workload.metadata);
+    let mut candidates: Vec<_> = store
+        .state()
+        .iter()
+        .filter(|other| other.metadata.namespace == namespace && cross::may_collide(&other.name_any(), &name))
+        .map(|other| cross::claim_order(&other.metadata))
+        .filter(|order| *order < mine)
+        .collect();
+    candidates.sort();
+    let api: Api<DeserializeGuard<SecureWorkload>> =
+        Api::namespaced(ctx.client.clone(), namespace.as_deref().unwrap_or_default());
+    let mut earlier = Vec::new();
+    for (_, other) in candidates {
+        if let Some(DeserializeGuard(Ok(other))) = api.get_opt(&other).await? {
+            earlier.push((other.name_any(), workload::workload_children(&other, tenant, &ctx.config)));
+        }
+    }
+    Ok(cross::collision_errors(desired, &earlier))
 }
 
 /// Writes the status when it says something new; returns whether it wrote.

@@ -1,9 +1,15 @@
 //! Rules between objects, and between objects and the operator configuration.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::FieldError;
 use crate::api::{SecureWorkload, ServiceType, Tenant, WorkloadKind};
+use crate::builders::Child;
+use crate::builders::workload::workload_children;
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
 
@@ -112,7 +118,11 @@ fn unknown_tier(tier: &str, config: &OperatorConfig) -> String {
 }
 
 fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<(ObjectKey, FieldError)>) {
-    for workload in &catalog.workloads {
+    // Earlier workloads of each namespace with their children, in claim order.
+    let mut ordered: Vec<&SecureWorkload> = catalog.workloads.iter().collect();
+    ordered.sort_by_key(|w| (w.namespace(), claim_order(&w.metadata)));
+    let mut earlier: BTreeMap<String, Vec<(String, Vec<Child>)>> = BTreeMap::new();
+    for workload in ordered {
         let namespace = workload.namespace().unwrap_or_default();
         let key = ObjectKey { kind: "SecureWorkload", namespace: Some(namespace.clone()), name: workload.name_any() };
         match catalog.tenant_of_namespace(&namespace) {
@@ -122,9 +132,45 @@ fn check_workloads(catalog: &Catalog, config: &OperatorConfig, errors: &mut Vec<
             )),
             Some(tenant) => {
                 errors.extend(workload_errors(workload, tenant, config).into_iter().map(|e| (key.clone(), e)));
+                let children = workload_children(workload, tenant, config);
+                let before = earlier.entry(namespace).or_default();
+                errors.extend(collision_errors(&children, before).into_iter().map(|e| (key.clone(), e)));
+                before.push((workload.name_any(), children));
             }
         }
     }
+}
+
+/// The order in which the workloads of a namespace claim the names of their children: the older
+/// first, then by name. A workload whose child name an earlier one produces gets an error.
+pub fn claim_order(metadata: &ObjectMeta) -> (Option<Timestamp>, String) {
+    (metadata.creation_timestamp.as_ref().map(|t| t.0), metadata.name.clone().unwrap_or_default())
+}
+
+/// Whether two workloads of a namespace may produce a child of the same name at all: every child
+/// name is the workload's name or starts with it and `-` (checked by the builders' tests), so
+/// distinct workloads can only collide when one name extends the other that way.
+pub fn may_collide(a: &str, b: &str) -> bool {
+    let extends = |long: &str, short: &str| long.strip_prefix(short).is_some_and(|rest| rest.starts_with('-'));
+    extends(a, b) || extends(b, a)
+}
+
+/// An error for each of `children` (of one workload) that a workload in `earlier` (of the same
+/// namespace, each with its children) already produces, naming the first that does.
+pub fn collision_errors(children: &[Child], earlier: &[(String, Vec<Child>)]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for child in children {
+        let first = earlier.iter().find(|(_, theirs)| {
+            theirs.iter().any(|c| c.kind == child.kind && c.name == child.name && c.namespace == child.namespace)
+        });
+        if let Some((owner, _)) = first {
+            errors.push(FieldError::new(
+                "metadata.name",
+                format!("{} {:?} is also produced by SecureWorkload {owner:?}", child.kind, child.name),
+            ));
+        }
+    }
+    errors
 }
 
 /// Problems of a workload against its tenant and the configuration: networks the tenant does not
@@ -196,3 +242,6 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
     }
     errors
 }
+
+#[cfg(test)]
+mod collision_tests;
