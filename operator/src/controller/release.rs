@@ -91,7 +91,8 @@ pub fn keeps_namespace(kind: &str, metadata: &ObjectMeta, services: &BTreeSet<St
     if !owners.is_empty() && owners.iter().all(|o| listed(&o.api_version, &o.kind)) {
         return false;
     }
-    !BUILT_IN.contains(&(kind, name)) && !(kind == "Endpoints" && services.contains(name))
+    let a_services_own = kind == "Endpoints" && services.contains(name);
+    !BUILT_IN.contains(&(kind, name)) && !a_services_own
 }
 
 /// What keeps `namespace` from being deleted, as `Kind namespace/name`, in [`INVENTORY`] order.
