@@ -364,3 +364,41 @@ async fn a_tenant_without_multus_gets_everything_else_and_a_clear_network_condit
     assert!(harness.server.get("/api/v1/namespaces/acme-prod/resourcequotas/scs-tenant-quota").is_some());
     assert!(!harness.is_ready("acme"));
 }
+
+/// An SdnNetwork that exists but cannot be read (here a type this operator does not know, as after
+/// a CRD upgrade the operator has not caught up with) is not a deleted one: its attachment
+/// definitions stay untouched, and the Tenant says which network and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_network_keeps_its_attachments_and_is_reported() {
+    use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+    let harness = ready_acme().await;
+    let attachments = ["office", "office.static"]
+        .map(|name| format!("/apis/k8s.cni.cncf.io/v1/namespaces/acme-prod/network-attachment-definitions/{name}"));
+    let before: Vec<Value> = attachments.iter().map(|path| harness.server.get(path).expect(path)).collect();
+    let networks: Api<DynamicObject> =
+        Api::all_with(harness.client.clone(), &ApiResource::erase::<scs_operator::api::SdnNetwork>(&()));
+    let set_type = |network_type: &'static str| {
+        let networks = networks.clone();
+        async move {
+            let patch = json!({"spec": {"type": network_type}});
+            networks.patch("office", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    };
+    set_type("vxlan").await;
+    eventually("NetworksReady=False, NetworkUnreadable", || async {
+        harness.condition("acme", "NetworksReady").is_some_and(|(status, reason, message)| {
+            status == "False"
+                && reason == "NetworkUnreadable"
+                && message.starts_with("SdnNetwork \"office\" cannot be read (")
+                && message.ends_with("its attachment definitions are left as they are")
+        })
+    })
+    .await;
+    let after: Vec<Value> = attachments.iter().map(|path| harness.server.get(path).expect(path)).collect();
+    assert_eq!(after, before, "not deleted, not rewritten");
+    assert!(!harness.is_ready("acme"));
+
+    set_type("macvlan").await;
+    eventually("Ready again", || async { harness.is_ready("acme") }).await;
+    harness.stop().await;
+}

@@ -373,3 +373,118 @@ async fn jobs_started_by_a_cronjob_are_left_to_it() {
     );
     env.harness.stop().await;
 }
+
+/// The tenant of a workload is the one whose label the live Namespace carries (only the operator
+/// writes it), not the oldest Tenant that lists the namespace: an older tenant that later lists a
+/// namespace another one owns gets a conflict, never that namespace's workloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_namespace_owner_label_decides_a_workloads_tenant() {
+    let harness = Harness::start().await;
+    harness
+        .create_tenant(json!({
+            "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "globex"},
+            "spec": {"namespaces": ["globex"], "runtimeClassName": "kata-globex"}
+        }))
+        .await;
+    eventually("globex ready", || async { harness.is_ready("globex") }).await;
+    // Created later (whole seconds), so globex stays the older tenant.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    harness.create_tenant(tenant()).await;
+    eventually("acme ready", || async { harness.is_ready("acme") }).await;
+    harness.patch_tenant("globex", json!({"spec": {"namespaces": ["globex", NS]}})).await;
+    eventually("globex reports the conflict", || async {
+        harness.condition("globex", "NamespacesReady").is_some_and(|c| c.1 == "NamespaceConflict")
+    })
+    .await;
+
+    let env = Env { harness };
+    env.create(workload("web", json!({"kind": "Deployment"}))).await;
+    eventually("deployment created", || async { env.deployment("web").is_some() }).await;
+    assert_eq!(
+        env.deployment("web").unwrap()["spec"]["template"]["spec"]["runtimeClassName"],
+        "kata-qemu",
+        "acme's class (the namespace's owner), not globex's"
+    );
+    env.harness.stop().await;
+}
+
+fn office_vlan() -> Value {
+    json!({
+        "apiVersion": "scs.dev/v1alpha1", "kind": "SdnNetwork", "metadata": {"name": "office-vlan"},
+        "spec": {"type": "macvlan", "master": "eth1", "cidr": "192.168.100.0/24", "gateway": "192.168.100.1",
+                 "ipRange": {"start": "192.168.100.20", "end": "192.168.100.200"}}
+    })
+}
+
+fn on_office_vlan(namespace: &str, name: &str, ip: &str) -> Value {
+    let mut manifest =
+        workload(name, json!({"kind": "Deployment", "networks": [{"name": "office-vlan", "ips": [ip]}]}));
+    manifest["metadata"]["namespace"] = json!(namespace);
+    manifest
+}
+
+/// Static addresses: checked against the network, taken through its `.static` attachment, and
+/// never given to two workloads of a tenant (the older keeps it, in whichever namespace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_addresses_are_checked_and_not_shared_within_a_tenant() {
+    let harness = Harness::start().await;
+    harness.create_network(office_vlan()).await;
+    let mut acme = tenant();
+    acme["spec"]["namespaces"] = json!([NS, "acme-dev"]);
+    acme["spec"]["networks"] = json!(["office-vlan"]);
+    harness.create_tenant(acme).await;
+    eventually("tenant ready", || async { harness.is_ready("acme") }).await;
+    let env = Env { harness };
+    let create = |manifest: Value| async {
+        let object: SecureWorkload = serde_json::from_value(manifest).unwrap();
+        let namespace = object.metadata.namespace.clone().unwrap();
+        Api::<SecureWorkload>::namespaced(env.harness.client.clone(), &namespace)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap();
+    };
+    let status_of = |namespace: &str, name: &str| {
+        env.get(&format!("/apis/scs.dev/v1alpha1/namespaces/{namespace}/secureworkloads/{name}"))
+            .and_then(|w| w["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready").cloned())
+    };
+
+    create(on_office_vlan("acme-dev", "cache", "192.168.100.10/24")).await;
+    eventually("cache deployed", || async { env.get("/apis/apps/v1/namespaces/acme-dev/deployments/cache").is_some() })
+        .await;
+    let deployment = env.get("/apis/apps/v1/namespaces/acme-dev/deployments/cache").unwrap();
+    let networks: Value = serde_json::from_str(
+        deployment["spec"]["template"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&networks[0]["name"], &networks[0]["ips"]),
+        (&json!("office-vlan.static"), &json!(["192.168.100.10/24"]))
+    );
+    let fixed = env
+        .get("/apis/k8s.cni.cncf.io/v1/namespaces/acme-dev/network-attachment-definitions/office-vlan.static")
+        .expect("the static attachment definition");
+    let config: Value = serde_json::from_str(fixed["spec"]["config"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (config["capabilities"].clone(), config["ipam"].clone()),
+        (json!({"ips": true}), json!({"type": "static"}))
+    );
+
+    // The same address in the tenant's other namespace, one inside whereabouts' range.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    create(on_office_vlan(NS, "db", "192.168.100.10/24")).await;
+    create(on_office_vlan(NS, "web", "192.168.100.30/24")).await;
+    eventually("db held", || async { status_of(NS, "db").is_some_and(|c| c["reason"] == "Conflict") }).await;
+    let message = status_of(NS, "db").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("spec.networks[0].ips[0]: 192.168.100.10 on network \"office-vlan\" is already requested by SecureWorkload acme-dev/cache"),
+        "{message}"
+    );
+    eventually("web invalid", || async { status_of(NS, "web").is_some_and(|c| c["reason"] == "InvalidSpec") }).await;
+    let message = status_of(NS, "web").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("spec.networks[0].ips[0]: 192.168.100.30 is inside network \"office-vlan\"'s ipRange"),
+        "{message}"
+    );
+    assert!(env.deployment("db").is_none() && env.deployment("web").is_none(), "nothing applied for either");
+    env.harness.stop().await;
+}

@@ -1,5 +1,14 @@
 //! Multus NetworkAttachmentDefinitions: one per SdnNetwork a tenant lists, in each of its
 //! namespaces, so pods there can request the network by name.
+//!
+//! Static addresses: whereabouts ignores the addresses a pod asks for (it reads no `runtimeConfig`
+//! and always allocates from its range; `ipam.addresses` or `CNI_ARGS=IP=` only add addresses next
+//! to the allocated one). So each macvlan, ipvlan and bridge network gets a second definition,
+//! `<network>.static`, whose plugin declares `"capabilities": {"ips": true}` (Multus then passes
+//! the pod's `ips` as `runtimeConfig.ips`) and whose IPAM is the reference `static` plugin, which
+//! assigns exactly those addresses. Workloads with static `ips` name that definition; the others
+//! keep whereabouts. Because static addresses are not recorded in whereabouts' pool, validation
+//! keeps them outside the network's `ipRange` (see `validate::cross::static_ip_errors`).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{CustomResource, ResourceExt};
@@ -62,37 +71,44 @@ fn whereabouts(network: &SdnNetwork) -> Value {
     ipam
 }
 
+/// Whether pods on networks of this type get their addresses from whereabouts (macvlan, ipvlan,
+/// bridge), and static ones through [`static_attachment_name`]. Kube-OVN runs its own IPAM.
+pub fn uses_whereabouts(network_type: NetworkType) -> bool {
+    network_type != NetworkType::KubeOvn
+}
+
+/// Name of the attachment definition that gives pods on `network` the static addresses they ask
+/// for. SdnNetwork names are DNS labels (no dots), so it never collides with another network's.
+pub fn static_attachment_name(network: &str) -> String {
+    format!("{network}.static")
+}
+
+/// The main plugin of a macvlan, ipvlan or bridge network, with `ipam`.
+fn plugin_config(network: &SdnNetwork, ipam: Value) -> Value {
+    let spec = &network.spec;
+    let master = spec.master.clone().unwrap_or_default();
+    let mut config = json!({"cniVersion": CNI_VERSION, "name": network.name_any(), "type": spec.network_type.as_str()});
+    if spec.network_type == NetworkType::Bridge {
+        config["bridge"] = json!(master);
+        if let Some(vlan) = spec.vlan {
+            config["vlan"] = json!(vlan);
+        }
+    } else {
+        let default_mode = if spec.network_type == NetworkType::Macvlan { "bridge" } else { "l2" };
+        // A VLAN rides on the host's `<master>.<vlan>` sub-interface (created by node networking).
+        config["master"] = json!(spec.vlan.map_or(master.clone(), |vlan| format!("{master}.{vlan}")));
+        config["mode"] = json!(spec.mode.map_or(default_mode, mode_str));
+    }
+    config["ipam"] = ipam;
+    config
+}
+
 /// The CNI configuration of `network` for `namespace`.
 pub fn cni_config(network: &SdnNetwork, namespace: &str) -> Value {
-    let spec = &network.spec;
     let name = network.name_any();
-    let master = spec.master.clone().unwrap_or_default();
-    match spec.network_type {
-        NetworkType::Macvlan | NetworkType::Ipvlan => {
-            let default_mode = if spec.network_type == NetworkType::Macvlan { "bridge" } else { "l2" };
-            // A VLAN rides on the host's `<master>.<vlan>` sub-interface (created by node networking).
-            let master = spec.vlan.map_or(master.clone(), |vlan| format!("{master}.{vlan}"));
-            json!({
-                "cniVersion": CNI_VERSION,
-                "name": name,
-                "type": spec.network_type.as_str(),
-                "master": master,
-                "mode": spec.mode.map_or(default_mode, mode_str),
-                "ipam": whereabouts(network),
-            })
-        }
-        NetworkType::Bridge => {
-            let mut config = json!({
-                "cniVersion": CNI_VERSION,
-                "name": name,
-                "type": "bridge",
-                "bridge": master,
-                "ipam": whereabouts(network),
-            });
-            if let Some(vlan) = spec.vlan {
-                config["vlan"] = json!(vlan);
-            }
-            config
+    match network.spec.network_type {
+        NetworkType::Macvlan | NetworkType::Ipvlan | NetworkType::Bridge => {
+            plugin_config(network, whereabouts(network))
         }
         NetworkType::KubeOvn => json!({
             "cniVersion": CNI_VERSION,
@@ -104,6 +120,18 @@ pub fn cni_config(network: &SdnNetwork, namespace: &str) -> Value {
     }
 }
 
+/// The CNI configuration of [`static_attachment_name`]: the network's plugin with the `ips`
+/// capability and the `static` IPAM plugin, which assigns the addresses Multus passes from the
+/// pod's request (`runtimeConfig.ips`, CIDR form) and nothing else. `None` for Kube-OVN.
+pub fn static_cni_config(network: &SdnNetwork) -> Option<Value> {
+    if !uses_whereabouts(network.spec.network_type) {
+        return None;
+    }
+    let mut config = plugin_config(network, json!({"type": "static"}));
+    config["capabilities"] = json!({"ips": true});
+    Some(config)
+}
+
 /// Attachment definitions for every network the tenant lists (and that exists), in each namespace.
 pub fn network_attachments(tenant: &Tenant, catalog: &Catalog) -> Vec<NetworkAttachmentDefinition> {
     let mut definitions = Vec::new();
@@ -111,16 +139,20 @@ pub fn network_attachments(tenant: &Tenant, catalog: &Catalog) -> Vec<NetworkAtt
         for network in catalog.networks_of(tenant) {
             let mut labels = labels::tenant_owned(&tenant.name_any());
             labels.insert(labels::NETWORK.into(), network.name_any());
-            let config = cni_config(network, &namespace).to_string();
-            definitions.push(NetworkAttachmentDefinition {
-                metadata: ObjectMeta {
-                    name: Some(network.name_any()),
-                    namespace: Some(namespace.clone()),
-                    labels: Some(labels),
-                    ..Default::default()
-                },
-                spec: NetworkAttachmentDefinitionSpec { config: Some(config) },
-            });
+            let statics =
+                static_cni_config(network).map(|config| (static_attachment_name(&network.name_any()), config));
+            for (name, config) in std::iter::once((network.name_any(), cni_config(network, &namespace))).chain(statics)
+            {
+                definitions.push(NetworkAttachmentDefinition {
+                    metadata: ObjectMeta {
+                        name: Some(name),
+                        namespace: Some(namespace.clone()),
+                        labels: Some(labels.clone()),
+                        ..Default::default()
+                    },
+                    spec: NetworkAttachmentDefinitionSpec { config: Some(config.to_string()) },
+                });
+            }
         }
     }
     definitions
@@ -179,7 +211,15 @@ mod tests {
     #[test]
     fn macvlan_uses_the_vlan_sub_interface_and_whereabouts() {
         let definitions = attachments(vec![network("office", NetworkType::Macvlan)]);
-        assert_eq!(definitions.len(), 2, "one per namespace; unknown networks are skipped");
+        let names: Vec<_> = definitions
+            .iter()
+            .map(|d| format!("{}/{}", d.metadata.namespace.as_deref().unwrap(), d.metadata.name.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            names,
+            ["acme-prod/office", "acme-prod/office.static", "acme-dev/office", "acme-dev/office.static"],
+            "two per namespace; unknown networks are skipped"
+        );
         assert_eq!(definitions[0].metadata.namespace.as_deref(), Some("acme-prod"));
         assert_eq!(definitions[0].metadata.labels.as_ref().unwrap()[labels::NETWORK], "office");
         assert_eq!(
@@ -196,6 +236,39 @@ mod tests {
     }
 
     #[test]
+    fn static_addresses_get_the_ips_capability_and_static_ipam() {
+        // Whereabouts reads no runtimeConfig: only the static plugin assigns what the pod asks for.
+        let definitions = attachments(vec![network("office", NetworkType::Macvlan)]);
+        let fixed = &definitions[1];
+        assert_eq!(fixed.metadata.name.as_deref(), Some("office.static"));
+        assert_eq!(fixed.metadata.labels.as_ref().unwrap()[labels::NETWORK], "office");
+        assert_eq!(
+            parsed(fixed),
+            json!({
+                "cniVersion": "0.3.1",
+                "name": "office",
+                "type": "macvlan",
+                "master": "eth1.100",
+                "mode": "bridge",
+                "capabilities": {"ips": true},
+                "ipam": {"type": "static"},
+            })
+        );
+        let bridge = attachments(vec![network("br", NetworkType::Bridge)]);
+        assert_eq!(
+            parsed(&bridge[1]),
+            json!({
+                "cniVersion": "0.3.1", "name": "br", "type": "bridge", "bridge": "eth1", "vlan": 100,
+                "capabilities": {"ips": true}, "ipam": {"type": "static"},
+            })
+        );
+        let mut ovn = network("ovn", NetworkType::KubeOvn);
+        ovn.spec.master = None;
+        assert!(static_cni_config(&ovn).is_none(), "Kube-OVN has its own IPAM");
+        assert_eq!(attachments(vec![ovn]).len(), 2, "one per namespace");
+    }
+
+    #[test]
     fn ipvlan_defaults_to_l2_and_keeps_an_explicit_mode() {
         let mut ipvlan = network("lab", NetworkType::Ipvlan);
         ipvlan.spec.vlan = None;
@@ -208,6 +281,7 @@ mod tests {
     #[test]
     fn bridge_carries_its_vlan() {
         let config = parsed(&attachments(vec![network("br", NetworkType::Bridge)])[0]);
+        assert!(config.get("capabilities").is_none(), "whereabouts ignores requested addresses");
         assert_eq!(
             config,
             json!({"cniVersion": "0.3.1", "name": "br", "type": "bridge", "bridge": "eth1", "vlan": 100, "ipam": expected_ipam()})

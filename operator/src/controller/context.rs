@@ -203,6 +203,17 @@ impl Context {
         self.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
     }
 
+    /// Cached SdnNetworks that could not be read, as `(name, why)`: they exist (a client/CRD
+    /// version skew, or an object written past validation), so they are not absent from the
+    /// catalog the way a deleted network is, and what was built from them must stay.
+    pub fn unreadable_networks(&self) -> Vec<(String, String)> {
+        self.networks
+            .state()
+            .iter()
+            .filter_map(|n| n.0.as_ref().err().map(|e| (e.metadata.name.clone().unwrap_or_default(), e.error.clone())))
+            .collect()
+    }
+
     /// Publishes an Event about `object`; failing to record is logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, object: &K, warning: bool, reason: &str, note: String) {
         let event = Event {

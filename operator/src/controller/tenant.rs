@@ -25,7 +25,7 @@ use crate::api::{Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus}
 use crate::builders::{self, Child, labels, quota};
 use crate::catalog::Catalog;
 use crate::quantity;
-use crate::validate::cross;
+use crate::validate::{FieldError, cross};
 
 /// Finalizer that lets the operator remove what garbage collection cannot.
 pub const FINALIZER: &str = "scs.dev/tenant-cleanup";
@@ -223,6 +223,13 @@ fn keep_retained<'a>(retained: &'a BTreeMap<String, Vec<String>>) -> impl Fn(&st
     }
 }
 
+/// Whether `object` is an attachment definition built from one of the `unreadable` networks
+/// (`(name, why)`), which must be kept as it is rather than deleted as no longer desired.
+fn attaches_unreadable_network(unreadable: &[(String, String)], kind: &str, object: &DynamicObject) -> bool {
+    kind == "NetworkAttachmentDefinition"
+        && object.labels().get(labels::NETWORK).is_some_and(|network| unreadable.iter().any(|(n, _)| n == network))
+}
+
 /// The `NamespacesReleased` condition: whether every namespace that left the tenant is gone.
 fn released_condition(retained: &BTreeMap<String, Vec<String>>, generation: Option<i64>) -> Condition {
     if retained.is_empty() {
@@ -317,6 +324,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         .collect();
     let retained = retained_namespaces(tenant, ctx, &leaving).await?;
     let desired = desired_children(tenant, ctx, &catalog, &usable, &retained);
+    // A listed network that exists but cannot be read is not gone: its attachment definitions stay.
+    let networks = NetworkState::of(tenant, &catalog, ctx);
+    let keep_in_retained = keep_retained(&retained);
     let report = sync::sync_children(
         &ctx.client,
         Scope::Tenant,
@@ -324,7 +334,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         &selector(tenant),
         &desired,
         sync::OnConflict::SkipChild,
-        keep_retained(&retained),
+        |kind: &str, object: &DynamicObject| {
+            keep_in_retained(kind, object) || attaches_unreadable_network(&networks.unreadable, kind, object)
+        },
     )
     .await?;
     if report.applied > 0 || report.deleted > 0 {
@@ -332,7 +344,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
-    let status = compute_status(tenant, ctx, &catalog, &previous, &states, &report, &retained);
+    let status = compute_status(tenant, ctx, &networks, &previous, &states, &report, &retained);
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -364,10 +376,36 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(if retained.is_empty() { RESYNC } else { RETAINED_RECHECK }))
 }
 
+/// The tenant's listed networks that are missing from the catalog (no such SdnNetwork), and those
+/// that exist but cannot be read, as `(name, why)`.
+struct NetworkState {
+    missing: Vec<FieldError>,
+    unreadable: Vec<(String, String)>,
+}
+
+impl NetworkState {
+    fn of(tenant: &Tenant, catalog: &Catalog, ctx: &Context) -> Self {
+        let unreadable: Vec<(String, String)> = ctx
+            .unreadable_networks()
+            .into_iter()
+            .filter(|(network, _)| tenant.spec.networks.contains(network))
+            .collect();
+        let unreadable_paths: Vec<String> = (tenant.spec.networks.iter().enumerate())
+            .filter(|(_, network)| unreadable.iter().any(|(name, _)| name == *network))
+            .map(|(index, _)| format!("spec.networks[{index}]"))
+            .collect();
+        let missing = cross::missing_networks(tenant, catalog)
+            .into_iter()
+            .filter(|e| !unreadable_paths.contains(&e.path))
+            .collect();
+        Self { missing, unreadable }
+    }
+}
+
 fn compute_status(
     tenant: &Tenant,
     ctx: &Context,
-    catalog: &Catalog,
+    networks: &NetworkState,
     previous: &TenantStatus,
     states: &BTreeMap<String, NamespaceState>,
     report: &sync::SyncReport,
@@ -400,8 +438,11 @@ fn compute_status(
     } else {
         format!("not usable: {}", conflicts.join("; "))
     };
-    let missing = cross::missing_networks(tenant, catalog);
+    let (missing, unreadable) = (&networks.missing, &networks.unreadable);
     let mut network_problems: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    network_problems.extend(unreadable.iter().map(|(network, why)| {
+        format!("SdnNetwork {network:?} cannot be read ({why}); its attachment definitions are left as they are")
+    }));
     if !report.unserved.is_empty() {
         network_problems.push(format!(
             "the cluster does not serve the API of {} (is Multus and its NetworkAttachmentDefinition CRD installed?)",
@@ -454,10 +495,11 @@ fn compute_status(
             condition(
                 "NetworksReady",
                 network_problems.is_empty(),
-                match (missing.is_empty(), report.unserved.is_empty()) {
-                    (true, true) => "Ready",
-                    (false, _) => "NetworkNotFound",
-                    (true, false) => "ApiNotServed",
+                match (missing.is_empty(), unreadable.is_empty(), report.unserved.is_empty()) {
+                    (true, true, true) => "Ready",
+                    (false, _, _) => "NetworkNotFound",
+                    (true, false, _) => "NetworkUnreadable",
+                    (true, true, false) => "ApiNotServed",
                 },
                 networks_message,
                 generation,

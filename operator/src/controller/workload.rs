@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
-use kube::api::{Api, DynamicObject, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -18,8 +19,9 @@ use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
 use super::sync;
 use super::workload_status::{assess, observe};
-use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, WorkloadPhase};
+use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, Tenant, WorkloadPhase};
 use crate::builders::{labels, workload};
+use crate::catalog::Catalog;
 use crate::validate::{FieldError, cross, rules};
 
 /// How soon a workload held by a conflict looks again (nothing watches the objects of others).
@@ -53,7 +55,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     let generation = workload.metadata.generation;
 
     let catalog = ctx.catalog();
-    let Some(tenant) = catalog.tenant_of_namespace(&namespace) else {
+    let Some(tenant) = owning_tenant(&ctx, &catalog, &namespace).await? else {
         // A Tenant and its workloads often arrive together (one kubectl apply, one Argo CD sync):
         // give the Tenant a moment before calling the workload an orphan.
         let age = workload
@@ -82,11 +84,19 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
 
     let mut problems: Vec<FieldError> = rules::check_workload(&workload.spec);
     problems.extend(cross::workload_errors(workload, tenant, &ctx.config));
+    problems.extend(cross::static_ip_errors(workload, &catalog));
     if !problems.is_empty() {
         // Leave whatever runs as it is; say precisely what is wrong.
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         hold(workload, &ctx, &previous, "InvalidSpec", message).await?;
         return Ok(Action::await_change());
+    }
+    // An older workload of the tenant asking for the same static address keeps it.
+    let taken = earlier_static_ips(workload, tenant, &ctx).await?;
+    if !taken.is_empty() {
+        let message = taken.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        hold(workload, &ctx, &previous, "Conflict", format!("{message}; nothing of this workload is applied")).await?;
+        return Ok(Action::requeue(CONFLICT_RECHECK));
     }
 
     let desired = workload::workload_children(workload, tenant, &ctx.config);
@@ -209,6 +219,41 @@ async fn earlier_collisions(
         }
     }
     Ok(cross::collision_errors(desired, &earlier))
+}
+
+/// The tenant that owns `namespace`: the one named by the live Namespace's `scs.dev/tenant` label,
+/// which only the operator writes (when it creates the namespace for that tenant), and only while
+/// that tenant still lists it. Not the oldest tenant listing the namespace, as the catalog would
+/// answer: a second tenant naming a namespace another one owns gets a conflict, never its
+/// workloads. `None` for a namespace without our labels (or whose tenant is gone or let it go).
+async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Option<&'a Tenant>> {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let Some(live) = api.get_metadata_opt(namespace).await? else { return Ok(None) };
+    let labels = live.labels();
+    if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::OPERATOR) {
+        return Ok(None);
+    }
+    let Some(owner) = labels.get(labels::TENANT) else { return Ok(None) };
+    Ok(catalog.tenants.iter().find(|t| t.name_any() == *owner && t.namespace_names().iter().any(|n| n == namespace)))
+}
+
+/// Static addresses of `workload` that an older workload of its tenant (in any of the tenant's
+/// namespaces, see [`cross::static_ip_order`]) asks for on the same network. The tenant's
+/// workloads are listed only when this one asks for a static address at all.
+async fn earlier_static_ips(workload: &SecureWorkload, tenant: &Tenant, ctx: &Context) -> Result<Vec<FieldError>> {
+    if !cross::has_static_ips(workload) {
+        return Ok(Vec::new());
+    }
+    let mine = cross::static_ip_order(workload);
+    let mut others = Vec::new();
+    for namespace in tenant.namespace_names() {
+        let api: Api<DeserializeGuard<SecureWorkload>> = Api::namespaced(ctx.client.clone(), &namespace);
+        others.extend(api.list(&ListParams::default()).await?.items.into_iter().filter_map(|g| g.0.ok()));
+    }
+    let mut earlier: Vec<&SecureWorkload> =
+        others.iter().filter(|o| cross::has_static_ips(o) && cross::static_ip_order(o) < mine).collect();
+    earlier.sort_by_key(|o| cross::static_ip_order(o));
+    Ok(cross::static_ip_conflicts(workload, &earlier))
 }
 
 /// Writes the status when it says something new; returns whether it wrote.

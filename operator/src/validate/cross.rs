@@ -1,14 +1,17 @@
 //! Rules between objects, and between objects and the operator configuration.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::FieldError;
-use crate::api::{SecureWorkload, ServiceType, Tenant, WorkloadKind};
+use crate::api::{SdnNetwork, SecureWorkload, ServiceType, Tenant, WorkloadKind};
 use crate::builders::Child;
+use crate::builders::network_attachment::uses_whereabouts;
 use crate::builders::workload::workload_children;
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
@@ -39,6 +42,7 @@ pub fn check(catalog: &Catalog, config: &OperatorConfig) -> Vec<(ObjectKey, Fiel
     let mut errors = Vec::new();
     check_tenants(catalog, config, &mut errors);
     check_workloads(catalog, config, &mut errors);
+    check_static_ips(catalog, &mut errors);
     errors
 }
 
@@ -243,5 +247,146 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
     errors
 }
 
+/// Static addresses `spec.networks[i].ips[j]` of `workload` against the SdnNetworks they are on:
+/// only on macvlan, ipvlan and bridge networks (their `<network>.static` attachment assigns them),
+/// inside the network's CIDR and with its prefix length, not its network or broadcast address, not
+/// the gateway, not excluded, and outside the `ipRange` whereabouts hands out by itself (static
+/// addresses are assigned by the `static` IPAM plugin and never recorded in whereabouts' pool, so
+/// one inside the range could be given to another pod too). Networks that do not exist, or whose
+/// own spec is broken, are reported elsewhere.
+pub fn static_ip_errors(workload: &SecureWorkload, catalog: &Catalog) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (i, attachment) in workload.spec.networks.iter().enumerate() {
+        let Some(network) = catalog.network(&attachment.name) else { continue };
+        for (j, requested) in attachment.ips.iter().enumerate() {
+            if let Some(problem) = static_ip_problem(network, requested) {
+                errors.push(FieldError::new(format!("spec.networks[{i}].ips[{j}]"), problem));
+            }
+        }
+    }
+    errors
+}
+
+/// What is wrong with `requested` (CIDR form) as a static address on `network`, if anything.
+fn static_ip_problem(network: &SdnNetwork, requested: &str) -> Option<String> {
+    let spec = &network.spec;
+    let name = network.name_any();
+    if !uses_whereabouts(spec.network_type) {
+        return Some(format!(
+            "static addresses are not supported on Kube-OVN network {name:?}: Kube-OVN takes fixed addresses from \
+             its own pod annotation, which the operator does not write; use a macvlan, ipvlan or bridge network"
+        ));
+    }
+    let Ok(net) = spec.cidr.parse::<IpNet>() else { return None };
+    let Ok(ip) = requested.parse::<IpNet>() else {
+        return Some(format!("{requested:?} is not an address in CIDR form, e.g. 192.168.100.20/24"));
+    };
+    let address = ip.addr();
+    if !net.contains(&address) {
+        return Some(format!("{address} is outside network {name:?}'s CIDR {net}"));
+    }
+    if ip.prefix_len() != net.prefix_len() {
+        return Some(format!("must carry network {name:?}'s prefix length: {address}/{}", net.prefix_len()));
+    }
+    if matches!(net, IpNet::V4(v4) if v4.prefix_len() < 31) && (address == net.network() || address == net.broadcast())
+    {
+        return Some(format!("{address} is network {name:?}'s own network or broadcast address"));
+    }
+    if spec.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()) == Some(address) {
+        return Some(format!("{address} is network {name:?}'s gateway"));
+    }
+    if let Some(excluded) = spec.exclude.iter().filter_map(|e| e.parse::<IpNet>().ok()).find(|e| e.contains(&address)) {
+        return Some(format!("{address} is in network {name:?}'s excluded range {excluded}"));
+    }
+    let range =
+        spec.ip_range.as_ref().and_then(|r| Some((r.start.parse::<IpAddr>().ok()?, r.end.parse::<IpAddr>().ok()?)));
+    match (&spec.ip_range, range) {
+        (None, _) => Some(format!(
+            "network {name:?} has no ipRange, so whereabouts may hand any address of {net} to another pod; \
+             static addresses need an ipRange that leaves room for them"
+        )),
+        (Some(_), Some((start, end))) if start <= address && address <= end => Some(format!(
+            "{address} is inside network {name:?}'s ipRange {start}-{end}, which whereabouts hands out to other \
+             pods; choose an address of {net} outside it"
+        )),
+        _ => None,
+    }
+}
+
+/// Static addresses `workload` requests that it requests twice itself, or that one of `earlier`
+/// (the workloads of the same tenant that claim addresses before it, see [`static_ip_order`])
+/// requests on the same network: the first keeps the address, this one gets an error naming it.
+pub fn static_ip_conflicts(workload: &SecureWorkload, earlier: &[&SecureWorkload]) -> Vec<FieldError> {
+    let claimed_by = |network: &str, address: IpAddr| {
+        earlier.iter().find(|other| {
+            other
+                .spec
+                .networks
+                .iter()
+                .any(|n| n.name == network && n.ips.iter().any(|ip| static_address(ip) == Some(address)))
+        })
+    };
+    let mut mine: Vec<(&str, IpAddr)> = Vec::new();
+    let mut errors = Vec::new();
+    for (i, attachment) in workload.spec.networks.iter().enumerate() {
+        for (j, requested) in attachment.ips.iter().enumerate() {
+            let Some(address) = static_address(requested) else { continue };
+            let path = format!("spec.networks[{i}].ips[{j}]");
+            let network = attachment.name.as_str();
+            if mine.contains(&(network, address)) {
+                errors.push(FieldError::new(path, format!("{address} on network {network:?} is requested twice")));
+            } else if let Some(other) = claimed_by(network, address) {
+                let owner = format!("{}/{}", other.namespace().unwrap_or_default(), other.name_any());
+                errors.push(FieldError::new(
+                    path,
+                    format!("{address} on network {network:?} is already requested by SecureWorkload {owner}"),
+                ));
+            }
+            mine.push((network, address));
+        }
+    }
+    errors
+}
+
+/// The order in which a tenant's workloads claim static addresses: the older first, then by
+/// namespace and name.
+pub fn static_ip_order(workload: &SecureWorkload) -> (Option<Timestamp>, String, String) {
+    (
+        workload.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        workload.namespace().unwrap_or_default(),
+        workload.name_any(),
+    )
+}
+
+/// Whether `workload` asks for any static address.
+pub fn has_static_ips(workload: &SecureWorkload) -> bool {
+    workload.spec.networks.iter().any(|n| !n.ips.is_empty())
+}
+
+fn static_address(requested: &str) -> Option<IpAddr> {
+    requested.parse::<IpNet>().ok().map(|ip| ip.addr())
+}
+
+/// Static address conflicts between the workloads of each tenant (render's view: every workload).
+fn check_static_ips(catalog: &Catalog, errors: &mut Vec<(ObjectKey, FieldError)>) {
+    let mut ordered: Vec<&SecureWorkload> = catalog.workloads.iter().filter(|w| has_static_ips(w)).collect();
+    ordered.sort_by_key(|w| static_ip_order(w));
+    for (index, workload) in ordered.iter().enumerate() {
+        let namespace = workload.namespace().unwrap_or_default();
+        let Some(tenant) = catalog.tenant_of_namespace(&namespace) else { continue };
+        let key = ObjectKey { kind: "SecureWorkload", namespace: Some(namespace.clone()), name: workload.name_any() };
+        errors.extend(static_ip_errors(workload, catalog).into_iter().map(|e| (key.clone(), e)));
+        let tenant_namespaces = tenant.namespace_names();
+        let earlier: Vec<&SecureWorkload> = ordered[..index]
+            .iter()
+            .copied()
+            .filter(|w| tenant_namespaces.contains(&w.namespace().unwrap_or_default()))
+            .collect();
+        errors.extend(static_ip_conflicts(workload, &earlier).into_iter().map(|e| (key.clone(), e)));
+    }
+}
+
 #[cfg(test)]
 mod collision_tests;
+#[cfg(test)]
+mod static_ip_tests;

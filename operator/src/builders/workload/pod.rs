@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::api::{SecureWorkload, WorkloadKind};
+use crate::builders::network_attachment::static_attachment_name;
 use crate::config::OperatorConfig;
 
 /// Pod annotation Multus reads secondary networks from.
@@ -47,7 +48,9 @@ pub fn pod_template(
             .networks
             .iter()
             .map(|n| {
-                let mut attachment = json!({"name": n.name, "namespace": namespace});
+                // Static addresses need the network's `.static` definition: whereabouts ignores them.
+                let name = if n.ips.is_empty() { n.name.clone() } else { static_attachment_name(&n.name) };
+                let mut attachment = json!({"name": name, "namespace": namespace});
                 if let Some(interface) = &n.interface {
                     attachment["interface"] = json!(interface);
                 }

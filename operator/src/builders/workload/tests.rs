@@ -159,7 +159,7 @@ fn networks_become_the_multus_annotation_and_static_ips_recreate() {
     assert_eq!(
         parsed,
         json!([
-            {"name": "office", "namespace": "acme-prod", "interface": "net1", "ips": ["192.168.100.30/24"]},
+            {"name": "office.static", "namespace": "acme-prod", "interface": "net1", "ips": ["192.168.100.30/24"]},
             {"name": "ovn", "namespace": "acme-prod"},
         ])
     );
