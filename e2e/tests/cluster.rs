@@ -205,6 +205,20 @@ async fn offline_validation_agrees_with_the_api_server_field_by_field() {
         (&tenant, json!({"spec": {"members": [{"kind": "User", "name": "ci", "namespace": "x", "role": "member"}]}})),
         (&tenant, json!({"spec": {"members": [{"kind": "Robot", "name": "ci", "role": "member"}]}})),
         (&tenant, json!({"spec": {"colour": "blue"}})),
+        // Issue 12: no built-in population as members; ingress domains are plain DNS names.
+        (&tenant, json!({"spec": {"members": [{"kind": "Group", "name": "system:authenticated", "role": "member"}]}})),
+        (&tenant, json!({"spec": {"members": [{"kind": "User", "name": "system:anonymous", "role": "viewer"}]}})),
+        (
+            &tenant,
+            json!({"spec": {"members": [{"kind": "Group", "name": "system:serviceaccounts:argocd", "role": "member"}]}}),
+        ),
+        (&tenant, json!({"spec": {"ingress": {"domains": ["acme.example.com", "shop.acme.io"]}}})),
+        (&tenant, json!({"spec": {"ingress": {"domains": ["*.acme.example.com"]}}})),
+        (&tenant, json!({"spec": {"ingress": {"domains": ["com"]}}})),
+        (
+            &workload,
+            json!({"spec": {"expose": {"type": "ClusterIP", "ports": [{"port": 80}], "ingress": {"host": "*.acme.example.com"}}}}),
+        ),
         (&network, json!({"spec": {"cidr": "192.168.100.0/33"}})),
         (&network, json!({"spec": {"cidr": "192.168.100.0"}})),
         (&network, json!({"spec": {"gateway": "192.168.101.1"}})),

@@ -182,3 +182,58 @@ async fn tenants_created_during_a_leader_hand_over_are_all_reconciled() {
         delete_tenant(&client, name).await;
     }
 }
+
+/// The Tenant's `NetworkIsolationReady` condition as `(status, reason)`.
+async fn isolation(tenants: &Api<scs_operator::api::Tenant>, name: &str) -> Option<(String, String)> {
+    let tenant = tenants.get(name).await.ok()?;
+    let status = tenant.status?;
+    (status.observed_generation == tenant.metadata.generation).then_some(())?;
+    let condition = status.conditions.into_iter().find(|c| c.type_ == "NetworkIsolationReady")?;
+    Some((condition.status, condition.reason))
+}
+
+fn restart_operator() {
+    kubectl(&["-n", "scs-system", "rollout", "restart", "deploy/scs-operator"], None).unwrap();
+    kubectl(&["-n", "scs-system", "rollout", "status", "deploy/scs-operator", "--timeout=180s"], None).unwrap();
+}
+
+/// Issue 12, item 2: a cluster whose Service range the configured `clusterCidrs` miss would let
+/// other tenants' pods through the "outside the cluster" rule. The operator finds out at start
+/// from the cluster's own ServiceCIDRs and says so on every Tenant, instead of failing open.
+/// Here with the kind overlay's configuration (10.244.0.0/16, 10.96.0.0/12) and a second
+/// ServiceCIDR outside them; it restarts the operator, so it lives in this alone-running file.
+#[tokio::test]
+async fn cluster_cidrs_that_miss_the_clusters_service_range_are_reported() {
+    let client = client().await;
+    let tenants: Api<scs_operator::api::Tenant> = Api::all(client.clone());
+    ready_tenant(&client, "e2e-cidrs", json!({})).await;
+    assert_eq!(isolation(&tenants, "e2e-cidrs").await, Some(("True".into(), "Ready".into())));
+    let extra = json!({"apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+                       "metadata": {"name": "e2e-extra"}, "spec": {"cidrs": ["10.250.0.0/24"]}});
+    apply_dynamic(&client, &extra).await;
+    restart_operator();
+    until("NetworkIsolationReady=False naming the uncovered ServiceCIDR", || async {
+        let tenant = tenants.get("e2e-cidrs").await.ok()?;
+        let condition = tenant.status?.conditions.into_iter().find(|c| c.type_ == "NetworkIsolationReady")?;
+        (condition.status == "False"
+            && condition.reason == "ClusterCidrsMismatch"
+            && condition.message.contains("10.250.0.0/24 (ServiceCIDR e2e-extra)"))
+        .then_some(())
+    })
+    .await;
+    let events =
+        kubectl(&["get", "events", "-A", "--field-selector", "reason=ClusterCidrsMismatch", "-o", "name"], None)
+            .unwrap();
+    assert!(!events.trim().is_empty(), "an Event says so too");
+    dynamic_api(&client, &extra).await.delete("e2e-extra", &DeleteParams::default()).await.unwrap();
+    until("ServiceCIDR e2e-extra gone", || async {
+        dynamic_api(&client, &extra).await.get_opt("e2e-extra").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    restart_operator();
+    until("NetworkIsolationReady=True again", || async {
+        (isolation(&tenants, "e2e-cidrs").await? == ("True".into(), "Ready".into())).then_some(())
+    })
+    .await;
+    delete_tenant(&client, "e2e-cidrs").await;
+}

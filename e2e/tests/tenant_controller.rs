@@ -79,7 +79,8 @@ async fn a_new_tenant_gets_every_child_and_becomes_ready() {
         assert_eq!(config["master"], "eth1.100");
     }
     assert!(server.get("/apis/node.k8s.io/v1/runtimeclasses/kata-qemu").is_some());
-    assert!(server.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/scs:cloud-admin").is_some());
+    // The cloud-admin binding is a static manifest: the operator never binds scs:cloud-admin.
+    assert!(server.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/scs:cloud-admin").is_none());
     assert!(
         server.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/scs:tenant:acme:storage-reader").is_some()
     );
@@ -235,7 +236,7 @@ async fn deleting_a_tenant_cleans_up_and_releases_the_finalizer() {
             .is_none()
     );
     assert!(
-        harness.server.get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/scs:cloud-admin").is_some(),
+        harness.server.get("/apis/node.k8s.io/v1/runtimeclasses/kata-qemu").is_some(),
         "platform objects outlive tenants"
     );
     harness.stop().await;

@@ -21,8 +21,16 @@ pub struct OperatorConfig {
     pub storage_tiers: BTreeMap<String, StorageTier>,
     /// Accelerator vendors: extended resource and model node label.
     pub gpu: GpuConfig,
-    /// Group whose members are cloud admins (bound to `scs:cloud-admin` cluster-wide).
-    pub cloud_admin_group: String,
+    /// Removed: the cloud-admin ClusterRoleBinding is a static manifest
+    /// (`manifests/base/cloud-admin-binding.yaml`), so the operator needs no `bind` on
+    /// `scs:cloud-admin`. Still parsed, to say so instead of "unknown field".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_admin_group: Option<String>,
+    /// Quota of a tenant that leaves a field of `spec.quota` unset: never unlimited.
+    pub default_quota: DefaultQuota,
+    /// Highest pod priority a tenant pod may have (PriorityClass value); system classes are
+    /// refused whatever this says.
+    pub max_pod_priority: i32,
     /// Pod Security level of tenant namespaces that do not choose one.
     pub default_pod_security: PodSecurityLevel,
     /// What tenant NetworkPolicies consider inside and outside the cluster.
@@ -44,6 +52,32 @@ pub struct NetworkIsolationConfig {
     pub dns_namespace: String,
     /// Labels of the cluster DNS pods.
     pub dns_pod_labels: BTreeMap<String, String>,
+    /// Node (host) CIDRs, never reachable as "outside the cluster" (kubelet, API server on the
+    /// node). Link-local 169.254.0.0/16 (cloud metadata) is always excepted as well.
+    pub node_cidrs: Vec<String>,
+    /// Namespaces whose pods may reach every tenant pod: the ingress controller's, monitoring's.
+    /// Without them Ingress and scraping stop at the tenant fence.
+    pub allow_from_namespaces: Vec<String>,
+}
+
+/// Quota of a tenant that leaves a field of `spec.quota` unset.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DefaultQuota {
+    /// CPU (requests and limits).
+    pub cpu: Quantity,
+    /// Memory (requests and limits).
+    pub memory: Quantity,
+    /// Pods.
+    pub pods: i32,
+    /// Requested storage over all claims.
+    pub storage: Quantity,
+}
+
+impl Default for DefaultQuota {
+    fn default() -> Self {
+        Self { cpu: Quantity("4".into()), memory: Quantity("8Gi".into()), pods: 20, storage: Quantity("50Gi".into()) }
+    }
 }
 
 impl Default for NetworkIsolationConfig {
@@ -53,6 +87,8 @@ impl Default for NetworkIsolationConfig {
             allow_external: true,
             dns_namespace: "kube-system".into(),
             dns_pod_labels: BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())]),
+            node_cidrs: Vec::new(),
+            allow_from_namespaces: Vec::new(),
         }
     }
 }
@@ -114,7 +150,9 @@ impl Default for OperatorConfig {
                 ),
             ]),
             gpu: GpuConfig::default(),
-            cloud_admin_group: "scs:cloud-admins".into(),
+            cloud_admin_group: None,
+            default_quota: DefaultQuota::default(),
+            max_pod_priority: 1_000_000,
             default_pod_security: PodSecurityLevel::Restricted,
             network_isolation: NetworkIsolationConfig::default(),
         }
@@ -224,13 +262,49 @@ impl OperatorConfig {
                 ));
             }
         }
-        for (index, cidr) in self.network_isolation.cluster_cidrs.iter().enumerate() {
-            if cidr.parse::<ipnet::IpNet>().is_err() {
-                return Err((format!("networkIsolation.clusterCidrs[{index}]"), format!("{cidr:?} is not a CIDR")));
+        let isolation = &self.network_isolation;
+        for (field, cidrs) in [("clusterCidrs", &isolation.cluster_cidrs), ("nodeCidrs", &isolation.node_cidrs)] {
+            for (index, cidr) in cidrs.iter().enumerate() {
+                if cidr.parse::<ipnet::IpNet>().is_err() {
+                    return Err((format!("networkIsolation.{field}[{index}]"), format!("{cidr:?} is not a CIDR")));
+                }
             }
         }
-        if self.cloud_admin_group.is_empty() {
-            return Err(("cloudAdminGroup".into(), "must not be empty".into()));
+        if isolation.allow_external && isolation.cluster_cidrs.is_empty() {
+            // Without them the "outside the cluster" rule would match every other tenant's pods.
+            return Err((
+                "networkIsolation.clusterCidrs".into(),
+                "must list the cluster's pod and Service CIDRs while allowExternal is true".into(),
+            ));
+        }
+        for (index, namespace) in isolation.allow_from_namespaces.iter().enumerate() {
+            if !dns(namespace) || namespace.contains('.') {
+                return Err((
+                    format!("networkIsolation.allowFromNamespaces[{index}]"),
+                    "must be a namespace name".into(),
+                ));
+            }
+        }
+        if self.cloud_admin_group.is_some() {
+            return Err((
+                "cloudAdminGroup".into(),
+                "no longer an operator setting: the cloud-admin ClusterRoleBinding is manifests/base/cloud-admin-binding.yaml (patch its group in your overlay)".into(),
+            ));
+        }
+        let defaults = &self.default_quota;
+        for (field, value) in [("cpu", &defaults.cpu), ("memory", &defaults.memory), ("storage", &defaults.storage)] {
+            if crate::quantity::parse(&value.0).is_err() {
+                return Err((format!("defaultQuota.{field}"), format!("{:?} is not a Kubernetes quantity", value.0)));
+            }
+        }
+        if defaults.pods < 0 {
+            return Err(("defaultQuota.pods".into(), "must not be negative".into()));
+        }
+        if self.max_pod_priority > 1_000_000_000 {
+            return Err((
+                "maxPodPriority".into(),
+                "must not exceed 1000000000, the highest user-definable priority".into(),
+            ));
         }
         Ok(())
     }
@@ -282,5 +356,23 @@ mod tests {
         assert_eq!(path, "runtimeClass.overhead.memory");
         let (path, _) = OperatorConfig::from_yaml("defaultPodSecurity: privileged\n").unwrap_err();
         assert_eq!(path, "defaultPodSecurity");
+    }
+
+    #[test]
+    fn the_network_fence_cannot_be_configured_open() {
+        let (path, message) = OperatorConfig::from_yaml("networkIsolation:\n  clusterCidrs: []\n").unwrap_err();
+        assert_eq!(path, "networkIsolation.clusterCidrs");
+        assert!(message.contains("allowExternal"), "{message}");
+        let closed = OperatorConfig::from_yaml("networkIsolation:\n  clusterCidrs: []\n  allowExternal: false\n");
+        assert!(closed.is_ok(), "{closed:?}");
+        let (path, _) = OperatorConfig::from_yaml("networkIsolation:\n  nodeCidrs: [nodes]\n").unwrap_err();
+        assert_eq!(path, "networkIsolation.nodeCidrs[0]");
+    }
+
+    #[test]
+    fn the_cloud_admin_group_is_no_longer_the_operators_to_bind() {
+        let (path, message) = OperatorConfig::from_yaml("cloudAdminGroup: system:authenticated\n").unwrap_err();
+        assert_eq!(path, "cloudAdminGroup");
+        assert!(message.contains("cloud-admin-binding.yaml"), "{message}");
     }
 }

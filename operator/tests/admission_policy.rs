@@ -8,13 +8,24 @@ use kube::core::cel::{VapEvaluator, VapExpression};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-fn policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+/// Every policy of the manifest with its binding, in file order (a policy, then its binding).
+fn policies() -> Vec<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/admission-policy.yaml");
     let text = std::fs::read_to_string(path).unwrap();
-    let mut documents = serde_yaml::Deserializer::from_str(&text);
-    let policy = ValidatingAdmissionPolicy::deserialize(documents.next().unwrap()).unwrap();
-    let binding = ValidatingAdmissionPolicyBinding::deserialize(documents.next().unwrap()).unwrap();
-    (policy, binding)
+    let documents: Vec<_> = serde_yaml::Deserializer::from_str(&text).map(serde_yaml::Value::deserialize).collect();
+    documents
+        .chunks(2)
+        .map(|pair| {
+            let policy = ValidatingAdmissionPolicy::deserialize(pair[0].as_ref().unwrap()).unwrap();
+            let binding = ValidatingAdmissionPolicyBinding::deserialize(pair[1].as_ref().unwrap()).unwrap();
+            (policy, binding)
+        })
+        .collect()
+}
+
+/// The pod policy (the first in the file).
+fn policy() -> (ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding) {
+    policies().remove(0)
 }
 
 fn tenant_namespace() -> Value {
@@ -145,4 +156,60 @@ fn namespaces_the_operator_builds_carry_the_labels_the_policy_reads() {
             .unwrap();
     let admitted = pod(json!({"runtimeClassName": "kata-qemu", "containers": [container(json!({}))]}));
     assert!(denials(admitted, serde_json::to_value(namespace).unwrap()).is_empty());
+}
+
+#[test]
+fn every_policy_is_bound_fails_closed_and_denies() {
+    let policies = policies();
+    let names: Vec<String> = policies.iter().map(|(p, _)| p.metadata.name.clone().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "scs-tenant-pods",
+            "scs-tenant-services",
+            "scs-tenant-ingresses",
+            "scs-tenant-claims",
+            "scs-operator-namespaced",
+            "scs-operator-cluster"
+        ]
+    );
+    for (policy, binding) in policies {
+        let name = policy.metadata.name.unwrap();
+        let spec = policy.spec.unwrap();
+        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"), "{name}");
+        let binding = binding.spec.unwrap();
+        assert_eq!(binding.policy_name.as_deref(), Some(name.as_str()));
+        assert_eq!(binding.validation_actions.as_deref(), Some(&["Deny".to_string()][..]), "{name}");
+        let constraints = spec.match_constraints.unwrap();
+        if name.starts_with("scs-tenant-") {
+            // Tenant namespaces only: the rest of the cluster is not ours to fence.
+            let selector = constraints.namespace_selector.unwrap().match_expressions.unwrap();
+            assert_eq!((selector[0].key.as_str(), selector[0].operator.as_str()), ("scs.dev/tenant", "Exists"));
+        } else {
+            // The operator's own requests only.
+            let conditions = spec.match_conditions.unwrap();
+            assert!(conditions[0].expression.contains("system:serviceaccount:scs-system:scs-operator"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn the_pod_rules_that_read_no_map_keys_hold_offline() {
+    let base = |extra: Value| {
+        let mut spec = json!({"runtimeClassName": "kata-qemu", "containers": [container(json!({}))]});
+        spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        pod(spec)
+    };
+    let admitted =
+        json!({"priorityClassName": "batch-low", "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]});
+    assert_eq!(denials(base(admitted), tenant_namespace()), Vec::<String>::new());
+    assert_eq!(
+        denials(base(json!({"priorityClassName": "system-node-critical"})), tenant_namespace()),
+        ["priority class system-node-critical is reserved for the cluster itself"]
+    );
+    for tolerations in [json!([{"operator": "Exists"}]), json!([{"key": "node-role.kubernetes.io/control-plane"}])] {
+        let denied = denials(base(json!({"tolerations": tolerations})), tenant_namespace());
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert!(denied[0].starts_with("tolerations in tenant namespaces must name a taint key"), "{denied:?}");
+    }
 }

@@ -262,6 +262,9 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
         need("scs.dev", &format!("{}/status", crd.spec.names.plural), &["get", "patch"]);
     }
     need("events.k8s.io", "events", &["create", "patch"]);
+    for (group, resource, verb) in scs_operator::controller::cluster_cidrs::READS {
+        need(group, resource, &[verb]);
+    }
     assert_eq!(granted(&role), needed, "the ClusterRole must match the code's managed kinds exactly");
 
     for rule in role.rules.iter().flatten() {
@@ -276,4 +279,22 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     bound.sort();
     assert_eq!(names, bound, "bind exactly on the role ClusterRoles the operator hands out");
     assert_eq!(bind.resources.as_deref(), Some(&["clusterroles".to_string()][..]));
+}
+
+#[test]
+fn cloud_admins_are_bound_statically_and_never_to_a_system_group() {
+    let path = root().join("manifests/base/cloud-admin-binding.yaml");
+    let binding: ClusterRoleBinding = typed(&documents(&path)[0], &path);
+    assert_eq!(binding.role_ref.name, scs_operator::builders::rbac::CLOUD_ADMIN_ROLE);
+    let subjects = binding.subjects.unwrap();
+    assert!(!subjects.is_empty());
+    for subject in subjects {
+        // system:authenticated, system:serviceaccounts, ... would make whole populations admins.
+        assert!(!subject.name.starts_with("system:"), "cloud admins bound to {}", subject.name);
+        assert_eq!(subject.kind, "Group");
+    }
+    assert!(
+        !BOUND_CLUSTER_ROLES.contains(&scs_operator::builders::rbac::CLOUD_ADMIN_ROLE),
+        "the operator must not be able to bind scs:cloud-admin"
+    );
 }

@@ -78,6 +78,8 @@ const WORKLOAD_ABILITIES: &[(&str, &str, &str)] = &[
     ("create", "autoscaling", "horizontalpodautoscalers"),
     ("create", "scs.dev", "secureworkloads"),
     ("get", "", "resourcequotas"),
+    ("list", "", "endpoints"),
+    ("list", "discovery.k8s.io", "endpointslices"),
 ];
 
 /// The fence and the cluster: out of reach for every tenant role.
@@ -98,6 +100,12 @@ const FORBIDDEN_TO_TENANTS: &[(&str, &str, &str)] = &[
     ("create", "node.k8s.io", "runtimeclasses"),
     ("update", "scs.dev", "secureworkloads/status"),
     ("create", "k8s.cni.cncf.io", "network-attachment-definitions"),
+    // Hand-written endpoints could aim a Service at another tenant's pods or the node.
+    ("create", "", "endpoints"),
+    ("update", "", "endpoints"),
+    ("patch", "", "endpoints"),
+    ("create", "discovery.k8s.io", "endpointslices"),
+    ("update", "discovery.k8s.io", "endpointslices"),
 ];
 
 #[test]

@@ -305,10 +305,11 @@ pub enum PortProtocol {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRule {
-    /// Host name, e.g. `ledger.acme.example.com`.
+    /// Host name, e.g. `ledger.acme.example.com`, under one of the Tenant's `spec.ingress.domains`.
+    /// No wildcards: a tenant names the hosts it serves.
     #[schemars(
         length(min = 1, max = 253),
-        regex(pattern = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub host: String,
 

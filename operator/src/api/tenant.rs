@@ -84,6 +84,29 @@ pub struct TenantSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub runtime_class_name: Option<String>,
+
+    /// Ingress: the DNS domains the tenant's Ingress hosts must equal or fall under. Without
+    /// domains the tenant may not publish Ingresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<TenantIngress>,
+}
+
+/// Which Ingress hosts belong to the tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantIngress {
+    /// DNS domains, e.g. `acme.example.com`: hosts `acme.example.com` and `*.acme.example.com`'s
+    /// names (`shop.acme.example.com`) are the tenant's. No wildcards, at least two labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 3, max = 253),
+            regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub domains: Vec<String>,
 }
 
 /// Tenant quota. Every namespace of the tenant gets these limits in its ResourceQuota. Kata pod
@@ -195,6 +218,8 @@ pub struct ComputeResources {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' ? has(self.__namespace__) : !has(self.__namespace__)")
     .message("namespace is required for a ServiceAccount member and not allowed for a User or Group").field_path(".namespace"))]
+#[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !(self.name in ['system:authenticated', 'system:unauthenticated', 'system:anonymous', 'system:serviceaccounts', 'system:nodes'])")
+    .message("a built-in system user or group stands for everyone (or every node or service account): it cannot be a tenant member").field_path(".name"))]
 #[serde(rename_all = "camelCase")]
 pub struct TenantMember {
     /// What the name refers to.

@@ -15,6 +15,14 @@ pub const NETWORK: &str = "scs.dev/network";
 /// The SecureWorkload a child belongs to.
 pub const WORKLOAD: &str = "scs.dev/workload";
 
+// Namespace annotations the admission policies read (tenant roles cannot edit Namespaces).
+/// DNS domains the namespace's Ingress hosts must fall under, comma-separated.
+pub const INGRESS_DOMAINS: &str = "scs.dev/ingress-domains";
+/// StorageClasses the namespace's claims may use (the configured tiers'), comma-separated.
+pub const STORAGE_CLASSES: &str = "scs.dev/storage-classes";
+/// Highest priority a pod of the namespace may have.
+pub const MAX_PRIORITY: &str = "scs.dev/max-priority";
+
 /// Ownership labels for an object of `tenant`.
 pub fn tenant_owned(tenant: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY.to_string(), OPERATOR.to_string()), (TENANT.to_string(), tenant.to_string())])

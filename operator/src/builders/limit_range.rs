@@ -21,14 +21,10 @@ pub const FALLBACK_REQUESTS: (&str, &str) = ("100m", "128Mi");
 /// Default limits when neither the tenant nor its requests say otherwise: (cpu, memory).
 pub const FALLBACK_LIMITS: (&str, &str) = ("500m", "512Mi");
 
-/// One LimitRange per tenant namespace, or none when nothing needs defaults.
+/// One LimitRange per tenant namespace: every tenant's CPU and memory are under quota (its own
+/// or the configured default), so pods always need defaults.
 pub fn limit_ranges(tenant: &Tenant) -> Vec<LimitRange> {
-    let quota = tenant.spec.quota.as_ref();
-    let constrained = quota.is_some_and(|q| q.cpu.is_some() || q.memory.is_some());
     let defaults = tenant.spec.limit_defaults.as_ref();
-    if defaults.is_none() && !constrained {
-        return Vec::new();
-    }
     let requests = defaults.and_then(|d| d.requests.as_ref());
     let limits = defaults.and_then(|d| d.limits.as_ref());
     fn cpu(r: &ComputeResources) -> Option<&Quantity> {
@@ -93,8 +89,10 @@ mod tests {
     }
 
     #[test]
-    fn no_quota_and_no_defaults_means_no_limit_range() {
-        assert!(limit_ranges(&Tenant::new("t", TenantSpec::default())).is_empty());
+    fn a_tenant_without_quota_still_gets_defaults_as_its_default_quota_needs_them() {
+        let ranges = limit_ranges(&Tenant::new("t", TenantSpec::default()));
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(item(&ranges[0]).0, map(&[("cpu", FALLBACK_REQUESTS.0), ("memory", FALLBACK_REQUESTS.1)]));
     }
 
     #[test]

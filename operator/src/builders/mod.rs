@@ -69,12 +69,9 @@ impl Child {
     }
 }
 
-/// Objects shared by all tenants: the Kata RuntimeClass and the cloud-admin binding.
+/// Objects shared by all tenants: the Kata RuntimeClass.
 pub fn platform_children(config: &OperatorConfig) -> Vec<Child> {
-    vec![
-        Child::from_resource(&runtime_class::runtime_class(config)),
-        Child::from_resource(&rbac::cloud_admin_binding(config)),
-    ]
+    vec![Child::from_resource(&runtime_class::runtime_class(config))]
 }
 
 /// Everything the operator creates for one tenant (networks are looked up in `catalog`).

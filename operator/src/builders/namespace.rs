@@ -1,4 +1,7 @@
-//! Tenant namespaces: ownership, Pod Security Admission and the runtime-class label.
+//! Tenant namespaces: ownership, Pod Security Admission, the runtime-class label and the
+//! annotations the admission policies read (ingress domains, storage classes, priority cap).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,14 +30,31 @@ pub fn namespaces(tenant: &Tenant, config: &OperatorConfig) -> Vec<Namespace> {
         labels.insert(format!("pod-security.kubernetes.io/{mode}"), level.into());
         labels.insert(format!("pod-security.kubernetes.io/{mode}-version"), POD_SECURITY_VERSION.into());
     }
+    let annotations = fence_annotations(tenant, config);
     tenant
         .namespace_names()
         .into_iter()
         .map(|name| Namespace {
-            metadata: ObjectMeta { name: Some(name), labels: Some(labels.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name),
+                labels: Some(labels.clone()),
+                annotations: Some(annotations.clone()),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .collect()
+}
+
+/// What the admission policies allow in the tenant's namespaces, as comma-separated lists.
+fn fence_annotations(tenant: &Tenant, config: &OperatorConfig) -> BTreeMap<String, String> {
+    let domains = tenant.spec.ingress.as_ref().map(|i| i.domains.join(",")).unwrap_or_default();
+    let classes: BTreeSet<&str> = config.storage_tiers.values().map(|t| t.storage_class_name.as_str()).collect();
+    BTreeMap::from([
+        (labels::INGRESS_DOMAINS.to_string(), domains),
+        (labels::STORAGE_CLASSES.to_string(), classes.into_iter().collect::<Vec<_>>().join(",")),
+        (labels::MAX_PRIORITY.to_string(), config.max_pod_priority.to_string()),
+    ])
 }
 
 #[cfg(test)]
@@ -59,6 +79,20 @@ mod tests {
         assert_eq!(labels["pod-security.kubernetes.io/enforce-version"], "v1.33");
         assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
         assert_eq!(labels["pod-security.kubernetes.io/audit"], "restricted");
+        let annotations = namespaces[0].metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations[labels::INGRESS_DOMAINS], "", "no domains: no Ingress host is allowed");
+        assert_eq!(annotations[labels::STORAGE_CLASSES], "performance,standard");
+        assert_eq!(annotations[labels::MAX_PRIORITY], "1000000");
+    }
+
+    #[test]
+    fn ingress_domains_reach_the_admission_policy() {
+        let spec = TenantSpec {
+            ingress: Some(crate::api::TenantIngress { domains: vec!["acme.example.com".into(), "acme.io".into()] }),
+            ..Default::default()
+        };
+        let namespace = namespaces(&tenant(spec), &OperatorConfig::default()).remove(0);
+        assert_eq!(namespace.metadata.annotations.unwrap()[labels::INGRESS_DOMAINS], "acme.example.com,acme.io");
     }
 
     #[test]

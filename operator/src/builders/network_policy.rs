@@ -2,7 +2,9 @@
 //!
 //! Every pod is isolated for ingress and egress, then allowed: traffic with the tenant's own
 //! namespaces, DNS, and (when configured) addresses outside the cluster — an `ipBlock` that
-//! excepts the cluster's pod and Service CIDRs, so other tenants' pods never match it.
+//! excepts the cluster's pod and Service CIDRs, so other tenants' pods never match it, and the
+//! nodes' and link-local addresses (kubelet, cloud metadata at 169.254.169.254), which are never
+//! "outside" — and pods of the configured platform namespaces (ingress controller, monitoring).
 //! NetworkPolicy does not cover Multus secondary interfaces; MultiNetworkPolicy is the remedy.
 
 use std::collections::BTreeMap;
@@ -11,7 +13,7 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
@@ -24,6 +26,10 @@ pub const DEFAULT_DENY: &str = "scs-default-deny";
 pub const ALLOW_SAME_TENANT: &str = "scs-allow-same-tenant";
 pub const ALLOW_DNS: &str = "scs-allow-dns";
 pub const ALLOW_EXTERNAL: &str = "scs-allow-external";
+pub const ALLOW_PLATFORM: &str = "scs-allow-platform";
+
+/// Link-local ranges: cloud metadata services and node-local endpoints live there.
+pub const LINK_LOCAL: [&str; 2] = ["169.254.0.0/16", "fe80::/10"];
 
 fn selector(labels: BTreeMap<String, String>) -> LabelSelector {
     LabelSelector { match_labels: Some(labels), match_expressions: None }
@@ -42,11 +48,14 @@ fn tenant_peer(tenant: &str) -> NetworkPolicyPeer {
 
 /// `ipBlock`s for "outside the cluster", one per address family.
 fn external_peers(config: &OperatorConfig) -> Vec<NetworkPolicyPeer> {
-    let cluster = &config.network_isolation.cluster_cidrs;
+    let isolation = &config.network_isolation;
+    let never_outside: Vec<&str> =
+        (isolation.cluster_cidrs.iter().chain(&isolation.node_cidrs)).map(String::as_str).chain(LINK_LOCAL).collect();
     [("0.0.0.0/0", false), ("::/0", true)]
         .into_iter()
         .map(|(cidr, v6)| {
-            let except: Vec<String> = cluster.iter().filter(|c| c.contains(':') == v6).cloned().collect();
+            let except: Vec<String> =
+                never_outside.iter().filter(|c| c.contains(':') == v6).map(|c| c.to_string()).collect();
             NetworkPolicyPeer {
                 ip_block: Some(IPBlock { cidr: cidr.into(), except: (!except.is_empty()).then_some(except) }),
                 ..Default::default()
@@ -126,6 +135,30 @@ pub fn network_policies(tenant: &Tenant, config: &OperatorConfig) -> Vec<Network
                 ..Default::default()
             },
         ));
+        if !isolation.allow_from_namespaces.is_empty() {
+            let platform = NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: None,
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: "kubernetes.io/metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(isolation.allow_from_namespaces.clone()),
+                    }]),
+                }),
+                ..Default::default()
+            };
+            policies.push(policy(
+                ALLOW_PLATFORM,
+                &namespace,
+                &name,
+                NetworkPolicySpec {
+                    pod_selector: Some(all_pods()),
+                    policy_types: Some(vec!["Ingress".into()]),
+                    ingress: Some(vec![NetworkPolicyIngressRule { from: Some(vec![platform]), ports: None }]),
+                    ..Default::default()
+                },
+            ));
+        }
         if isolation.allow_external {
             policies.push(policy(
                 ALLOW_EXTERNAL,
@@ -213,9 +246,10 @@ mod tests {
     }
 
     #[test]
-    fn external_traffic_excepts_the_cluster_cidrs() {
+    fn external_traffic_excepts_the_cluster_the_nodes_and_link_local() {
         let mut config = OperatorConfig::default();
         config.network_isolation.cluster_cidrs = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
+        config.network_isolation.node_cidrs = vec!["192.168.1.0/24".into()];
         let policies = network_policies(&tenant(true), &config);
         let external = by_name(&policies, "acme-prod", ALLOW_EXTERNAL);
         let blocks: Vec<_> = external.ingress.as_ref().unwrap()[0]
@@ -226,14 +260,31 @@ mod tests {
             .map(|p| p.ip_block.clone().unwrap())
             .collect();
         assert_eq!(blocks[0].cidr, "0.0.0.0/0");
-        assert_eq!(blocks[0].except.as_deref(), Some(&["10.0.0.0/8".to_string()][..]));
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(blocks[0].except, Some(strings(&["10.0.0.0/8", "192.168.1.0/24", "169.254.0.0/16"])));
         assert_eq!(blocks[1].cidr, "::/0");
-        assert_eq!(blocks[1].except.as_deref(), Some(&["fd00::/8".to_string()][..]));
+        assert_eq!(blocks[1].except, Some(strings(&["fd00::/8", "fe80::/10"])));
 
         config.network_isolation.allow_external = false;
         assert!(
             network_policies(&tenant(true), &config).iter().all(|p| p.metadata.name.as_deref() != Some(ALLOW_EXTERNAL))
         );
+    }
+
+    #[test]
+    fn platform_namespaces_may_reach_tenant_pods_when_configured() {
+        let policies = network_policies(&tenant(true), &OperatorConfig::default());
+        assert!(policies.iter().all(|p| p.metadata.name.as_deref() != Some(ALLOW_PLATFORM)));
+        let mut config = OperatorConfig::default();
+        config.network_isolation.allow_from_namespaces = vec!["ingress-nginx".into(), "monitoring".into()];
+        let policies = network_policies(&tenant(true), &config);
+        let platform = by_name(&policies, "acme-dev", ALLOW_PLATFORM);
+        assert_eq!(platform.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+        assert!(platform.egress.is_none(), "tenant pods gain no way out");
+        let selector = platform.ingress.as_ref().unwrap()[0].from.as_ref().unwrap()[0].namespace_selector.clone();
+        let requirement = &selector.unwrap().match_expressions.unwrap()[0];
+        assert_eq!(requirement.key, "kubernetes.io/metadata.name");
+        assert_eq!(requirement.values.as_deref(), Some(&["ingress-nginx".to_string(), "monitoring".to_string()][..]));
     }
 
     #[test]

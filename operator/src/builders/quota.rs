@@ -4,7 +4,8 @@
 //! equal share, and the remainder (in the smallest sensible unit: whole pods and devices, milli-CPU,
 //! bytes) goes to the first namespaces in `spec.namespaces` order. The shares add up exactly to the
 //! tenant total. Accelerators and LoadBalancers are always fenced: a tenant without a grant gets a
-//! hard limit of 0.
+//! hard limit of 0; NodePorts are always 0; CPU, memory, pods and storage the tenant leaves unset
+//! come from the configured `defaultQuota`, so no tenant is ever unlimited.
 
 use std::collections::BTreeMap;
 
@@ -40,21 +41,19 @@ fn tenant_hard(tenant: &Tenant, config: &OperatorConfig) -> BTreeMap<String, (Ki
     let mut hard = BTreeMap::new();
     let parsed = |q: &Quantity| quantity::parse(&q.0).unwrap_or_default();
     let quota = tenant.spec.quota.clone().unwrap_or_default();
-    if let Some(cpu) = &quota.cpu {
-        hard.insert("requests.cpu".to_string(), (Kind::Cpu, parsed(cpu)));
-        hard.insert("limits.cpu".to_string(), (Kind::Cpu, parsed(cpu)));
-    }
-    if let Some(memory) = &quota.memory {
-        hard.insert("requests.memory".to_string(), (Kind::Bytes, parsed(memory)));
-        hard.insert("limits.memory".to_string(), (Kind::Bytes, parsed(memory)));
-    }
-    if let Some(pods) = quota.pods {
-        hard.insert("pods".to_string(), (Kind::Count, Nanos::from(pods) * UNIT));
-    }
-    if let Some(storage) = &quota.storage {
-        if let Some(total) = &storage.total {
-            hard.insert("requests.storage".to_string(), (Kind::Bytes, parsed(total)));
-        }
+    // What the tenant leaves unset comes from the configured defaults: never unlimited.
+    let defaults = &config.default_quota;
+    let cpu = quota.cpu.as_ref().unwrap_or(&defaults.cpu);
+    hard.insert("requests.cpu".to_string(), (Kind::Cpu, parsed(cpu)));
+    hard.insert("limits.cpu".to_string(), (Kind::Cpu, parsed(cpu)));
+    let memory = quota.memory.as_ref().unwrap_or(&defaults.memory);
+    hard.insert("requests.memory".to_string(), (Kind::Bytes, parsed(memory)));
+    hard.insert("limits.memory".to_string(), (Kind::Bytes, parsed(memory)));
+    hard.insert("pods".to_string(), (Kind::Count, Nanos::from(quota.pods.unwrap_or(defaults.pods)) * UNIT));
+    let storage = quota.storage.clone().unwrap_or_default();
+    let total = storage.total.as_ref().unwrap_or(&defaults.storage);
+    hard.insert("requests.storage".to_string(), (Kind::Bytes, parsed(total)));
+    {
         for (tier, size) in &storage.classes {
             // Unknown tiers are rejected by validation before builders run.
             if let Some(tier) = config.storage_tiers.get(tier) {
@@ -72,6 +71,9 @@ fn tenant_hard(tenant: &Tenant, config: &OperatorConfig) -> BTreeMap<String, (Ki
         "services.loadbalancers".to_string(),
         (Kind::Count, Nanos::from(quota.load_balancers.unwrap_or(0)) * UNIT),
     );
+    // NodePorts open a port on every node of the shared cluster: never for tenants (LoadBalancers
+    // must set allocateLoadBalancerNodePorts: false, as the operator's do).
+    hard.insert("services.nodeports".to_string(), (Kind::Count, 0));
     hard
 }
 
@@ -177,6 +179,7 @@ mod tests {
             ("requests.nvidia.com/gpu", "3"),
             ("requests.kunlunxin.com/xpu", "0"),
             ("services.loadbalancers", "2"),
+            ("services.nodeports", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -203,15 +206,34 @@ mod tests {
     }
 
     #[test]
-    fn tenant_without_quota_is_still_fenced_for_devices_and_load_balancers() {
+    fn tenant_without_quota_gets_the_configured_defaults_never_unlimited() {
         let tenant = Tenant::new("solo", TenantSpec::default());
-        let quotas = resource_quotas(&tenant, &OperatorConfig::default());
-        let expected: BTreeMap<String, String> =
-            [("requests.nvidia.com/gpu", "0"), ("requests.kunlunxin.com/xpu", "0"), ("services.loadbalancers", "0")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+        let mut config = OperatorConfig::default();
+        config.default_quota.cpu = Quantity("2".into());
+        let quotas = resource_quotas(&tenant, &config);
+        let expected: BTreeMap<String, String> = [
+            ("requests.cpu", "2"),
+            ("limits.cpu", "2"),
+            ("requests.memory", "8Gi"),
+            ("limits.memory", "8Gi"),
+            ("pods", "20"),
+            ("requests.storage", "50Gi"),
+            ("requests.nvidia.com/gpu", "0"),
+            ("requests.kunlunxin.com/xpu", "0"),
+            ("services.loadbalancers", "0"),
+            ("services.nodeports", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         assert_eq!(hard(&quotas[0]), expected);
+        // A partial quota keeps its own values and takes the defaults for the rest.
+        let partial = Tenant::new(
+            "partial",
+            TenantSpec { quota: Some(TenantQuota { pods: Some(7), ..Default::default() }), ..Default::default() },
+        );
+        let partial = hard(&resource_quotas(&partial, &config)[0]);
+        assert_eq!((partial["pods"].as_str(), partial["requests.cpu"].as_str()), ("7", "2"));
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Role bindings: tenant members to the role ClusterRoles shipped in `manifests/base/roles.yaml`.
 //!
 //! One RoleBinding per role and namespace (subjects sorted, so the object is stable), a
-//! ClusterRoleBinding per tenant that gives its project admins read access to storage, and one
-//! ClusterRoleBinding of the configured cloud-admin group. The operator never writes Roles or
-//! ClusterRoles: it needs only `bind` on these names.
+//! ClusterRoleBinding per tenant that gives its project admins read access to storage. The operator
+//! never writes Roles or ClusterRoles and never binds `scs:cloud-admin`: it needs only `bind` on
+//! the tenant roles.
 
 use std::collections::BTreeMap;
 
@@ -13,9 +13,9 @@ use kube::ResourceExt;
 
 use super::labels;
 use crate::api::{MemberKind, Tenant, TenantMember, TenantRole};
-use crate::config::OperatorConfig;
 
-/// ClusterRole of cloud admins.
+/// ClusterRole of cloud admins: bound by the static `manifests/base/cloud-admin-binding.yaml`,
+/// never by the operator (`bind` on it would make the operator cluster-admin).
 pub const CLOUD_ADMIN_ROLE: &str = "scs:cloud-admin";
 /// ClusterRole giving project admins read access to StorageClasses and PersistentVolumes.
 pub const STORAGE_READER_ROLE: &str = "scs:storage-reader";
@@ -23,8 +23,8 @@ pub const STORAGE_READER_ROLE: &str = "scs:storage-reader";
 /// `controller::release`).
 pub const INVENTORY_ROLE: &str = "scs:operator-inventory";
 /// Every ClusterRole the operator binds (and so needs `bind` on).
-pub const BOUND_CLUSTER_ROLES: [&str; 6] =
-    ["scs:project-admin", "scs:member", "scs:viewer", STORAGE_READER_ROLE, CLOUD_ADMIN_ROLE, INVENTORY_ROLE];
+pub const BOUND_CLUSTER_ROLES: [&str; 5] =
+    ["scs:project-admin", "scs:member", "scs:viewer", STORAGE_READER_ROLE, INVENTORY_ROLE];
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
@@ -99,24 +99,6 @@ pub fn storage_reader_binding(tenant: &Tenant) -> Option<ClusterRoleBinding> {
         role_ref: role_ref(STORAGE_READER_ROLE),
         subjects: Some(admins),
     })
-}
-
-/// The configured cloud-admin group bound to `scs:cloud-admin`.
-pub fn cloud_admin_binding(config: &OperatorConfig) -> ClusterRoleBinding {
-    ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(CLOUD_ADMIN_ROLE.into()),
-            labels: Some(labels::operator_owned()),
-            ..Default::default()
-        },
-        role_ref: role_ref(CLOUD_ADMIN_ROLE),
-        subjects: Some(vec![Subject {
-            kind: "Group".into(),
-            name: config.cloud_admin_group.clone(),
-            api_group: Some(RBAC_GROUP.into()),
-            namespace: None,
-        }]),
-    }
 }
 
 #[cfg(test)]
@@ -201,13 +183,5 @@ mod tests {
         tenant.spec.members.retain(|m| m.role != TenantRole::Member);
         let names: Vec<_> = role_bindings(&tenant).iter().map(|b| b.metadata.name.clone().unwrap()).collect();
         assert_eq!(names, ["scs:project-admin", "scs:project-admin"]);
-    }
-
-    #[test]
-    fn cloud_admin_group_from_configuration() {
-        let config = OperatorConfig { cloud_admin_group: "platform-team".into(), ..Default::default() };
-        let binding = cloud_admin_binding(&config);
-        assert_eq!(binding.role_ref.name, CLOUD_ADMIN_ROLE);
-        assert_eq!(binding.subjects.unwrap()[0].name, "platform-team");
     }
 }

@@ -44,6 +44,9 @@ pub struct Context {
     pub tenant_status: Written<TenantStatus>,
     /// Tenants we added the finalizer to (the status type is unit: only the version matters).
     pub finalizer_added: Written<()>,
+    /// Set once at start: why `networkIsolation.clusterCidrs` do not cover the cluster's pod and
+    /// Service CIDRs (see [`super::cluster_cidrs`]); `None` when they do.
+    pub cidr_mismatch: OnceLock<Option<String>>,
     /// Bumped on every change the tenant and network caches see (see [`Context::caches_changed`]).
     catalog_version: AtomicU64,
     catalog: Mutex<Option<(u64, Arc<CatalogSnapshot>)>>,
@@ -162,6 +165,7 @@ impl Context {
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),
+            cidr_mismatch: OnceLock::new(),
             catalog_version: AtomicU64::new(0),
             catalog: Mutex::default(),
         }

@@ -5,6 +5,7 @@
 //! watched as metadata only, selected by our `managed-by` label.
 
 pub mod backoff;
+pub mod cluster_cidrs;
 pub mod conditions;
 pub mod context;
 pub mod diff;
@@ -220,6 +221,8 @@ pub async fn run(
     let caches_ready = async {
         let _ = tenant_store.wait_until_ready().await;
         let _ = network_store.wait_until_ready().await;
+        // Once per start, before any tenant is reconciled: do the configured cluster CIDRs hold?
+        let _ = ctx.cidr_mismatch.set(cluster_cidrs::mismatch(&client, &ctx.config).await);
     };
     tokio::select! {
         _ = caches_ready => {}

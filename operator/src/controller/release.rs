@@ -62,8 +62,10 @@ pub const INVENTORY: &[InventoryKind] = &[
     (crate::api::GROUP, "v1alpha1", "SecureWorkload", "secureworkloads"),
 ];
 
-/// What Kubernetes creates in every namespace: `(kind, name)`.
-const BUILT_IN: &[(&str, &str)] = &[("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")];
+/// What Kubernetes creates in every namespace: `(kind, name)`. OpenShift-derived control planes
+/// (localkube's among them) also publish their service CA bundle everywhere.
+const BUILT_IN: &[(&str, &str)] =
+    &[("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"), ("ConfigMap", "openshift-service-ca.crt")];
 
 fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(group, _)| group)
@@ -234,6 +236,7 @@ mod tests {
         assert!(!keeps_namespace("Job", &meta("nightly-1", &[], Some(("batch/v1", "CronJob"))), &services));
         assert!(!keeps_namespace("ServiceAccount", &meta("default", &[], None), &services));
         assert!(!keeps_namespace("ConfigMap", &meta("kube-root-ca.crt", &[], None), &services));
+        assert!(!keeps_namespace("ConfigMap", &meta("openshift-service-ca.crt", &[], None), &services));
         assert!(!keeps_namespace("Endpoints", &meta("web", &[], None), &services), "the Service's own");
     }
 

@@ -363,6 +363,14 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
     write_status(tenant, ctx, &previous, status).await?;
     announce_retained(tenant, ctx, &previous, &retained).await;
+    let isolation_failed_before =
+        previous.conditions.iter().any(|c| c.type_ == "NetworkIsolationReady" && c.status == "False");
+    if let Some(message) = ctx.cidr_mismatch.get().cloned().flatten()
+        && !isolation_failed_before
+        && tenant.spec.isolation.clone().unwrap_or_default().network
+    {
+        ctx.event(tenant, true, "ClusterCidrsMismatch", message).await;
+    }
     if ready_now && !ready_before {
         ctx.event(tenant, false, "Ready", "all namespaces, quota, roles and networks are in place".into()).await;
     } else if !ready_now
@@ -507,6 +515,9 @@ fn compute_status(
         ),
         released_condition(retained, generation),
     ];
+    if tenant.spec.isolation.clone().unwrap_or_default().network {
+        next.push(isolation_condition(ctx, generation));
+    }
     let failing = next.iter().find(|c| c.status != "True").map(|c| (c.reason.clone(), c.message.clone()));
     next.insert(
         0,
@@ -523,6 +534,20 @@ fn compute_status(
         namespaces,
         quota: Some(quota_status(tenant, ctx, report.live_of("ResourceQuota"))),
         conditions: conditions::merge(&previous.conditions, next),
+    }
+}
+
+/// `NetworkIsolationReady`: whether the NetworkPolicies' idea of "outside the cluster" holds.
+fn isolation_condition(ctx: &Context, generation: Option<i64>) -> Condition {
+    match ctx.cidr_mismatch.get().cloned().flatten() {
+        Some(message) => condition("NetworkIsolationReady", false, "ClusterCidrsMismatch", message, generation),
+        None => condition(
+            "NetworkIsolationReady",
+            true,
+            "Ready",
+            "default deny; clusterCidrs cover the pod and Service CIDRs the cluster reports",
+            generation,
+        ),
     }
 }
 

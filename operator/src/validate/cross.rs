@@ -235,6 +235,18 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
             Some(_) => {}
         }
     }
+    if let Some(host) = spec.expose.as_ref().and_then(|e| e.ingress.as_ref()).map(|i| i.host.as_str()) {
+        let domains = tenant.spec.ingress.as_ref().map(|i| i.domains.as_slice()).unwrap_or_default();
+        if !domains.iter().any(|d| host_in_domain(host, d)) {
+            push(
+                "spec.expose.ingress.host".into(),
+                format!(
+                    "host {host:?} is not under Tenant {tenant_name:?}'s ingress domains (spec.ingress.domains: {})",
+                    if domains.is_empty() { "none".to_string() } else { domains.join(", ") }
+                ),
+            );
+        }
+    }
     if let Some(expose) = &spec.expose
         && expose.service_type == ServiceType::LoadBalancer
         && quota.and_then(|q| q.load_balancers).unwrap_or(0) == 0
@@ -245,6 +257,11 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
         );
     }
     errors
+}
+
+/// Whether `host` is `domain` or a name under it (what the Ingress admission policy checks).
+pub fn host_in_domain(host: &str, domain: &str) -> bool {
+    !domain.is_empty() && (host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.')))
 }
 
 /// Static addresses `spec.networks[i].ips[j]` of `workload` against the SdnNetworks they are on:

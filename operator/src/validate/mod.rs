@@ -4,11 +4,13 @@
 //! OpenAPI part of the generated schema (types, enums, bounds, patterns, list keys, unknown
 //! fields) and [`cel`] evaluates its `x-kubernetes-validations` rules with the same CEL libraries
 //! the API server uses. [`rules`] adds what a schema cannot express (e.g. privileged containers
-//! anywhere in a pod template) and [`cross`] checks objects against each other and the operator
-//! configuration.
+//! anywhere in a pod template) [`fence`] refuses pod templates the
+//! tenant admission policies would refuse, and [`cross`] checks objects against each other and the
+//! operator configuration.
 
 pub mod cel;
 pub mod cross;
+pub mod fence;
 pub mod rules;
 pub mod schema;
 

@@ -22,6 +22,7 @@ pub fn check_workload(spec: &SecureWorkloadSpec) -> Vec<FieldError> {
     if pod.containers.is_empty() {
         errors.push(FieldError::new("spec.template.spec.containers", "must have at least one container"));
     }
+    errors.extend(super::fence::template_errors(&spec.template));
     let init_containers = pod.init_containers.as_deref().unwrap_or_default();
     for (field, containers) in [("containers", pod.containers.as_slice()), ("initContainers", init_containers)] {
         for (index, container) in containers.iter().enumerate() {

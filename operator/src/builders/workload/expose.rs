@@ -44,12 +44,15 @@ pub fn service(expose: &Expose, metadata: ObjectMeta, selector: &BTreeMap<String
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::LoadBalancer => "LoadBalancer",
     };
+    // Tenants get no NodePorts (quota `services.nodeports: 0`): a LoadBalancer must not allocate them.
+    let no_node_ports = (expose.service_type == ServiceType::LoadBalancer).then_some(false);
     Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             selector: Some(selector.clone()),
             ports: Some(ports),
+            allocate_load_balancer_node_ports: no_node_ports,
             ..Default::default()
         }),
         status: None,

@@ -43,14 +43,15 @@ pub fn pod_template(
         annotations.insert(RESTARTED_AT_ANNOTATION.into(), restarted.0.to_string());
     }
     if !spec.networks.is_empty() {
-        let namespace = workload.namespace().unwrap_or_default();
+        // No `namespace`: Multus then looks in the pod's own namespace, the only one the
+        // admission policy lets a tenant pod name.
         let attachments: Vec<serde_json::Value> = spec
             .networks
             .iter()
             .map(|n| {
                 // Static addresses need the network's `.static` definition: whereabouts ignores them.
                 let name = if n.ips.is_empty() { n.name.clone() } else { static_attachment_name(&n.name) };
-                let mut attachment = json!({"name": name, "namespace": namespace});
+                let mut attachment = json!({"name": name});
                 if let Some(interface) = &n.interface {
                     attachment["interface"] = json!(interface);
                 }

@@ -159,9 +159,13 @@ fn networks_become_the_multus_annotation_and_static_ips_recreate() {
     assert_eq!(
         parsed,
         json!([
-            {"name": "office.static", "namespace": "acme-prod", "interface": "net1", "ips": ["192.168.100.30/24"]},
-            {"name": "ovn", "namespace": "acme-prod"},
+            {"name": "office.static", "interface": "net1", "ips": ["192.168.100.30/24"]},
+            {"name": "ovn"},
         ])
+    );
+    assert!(
+        !annotation.contains("namespace"),
+        "Multus's default is the pod's own namespace; the admission policy refuses any other"
     );
     assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}), "a static address is never held twice");
 }
@@ -246,6 +250,7 @@ autoscaling: {minReplicas: 2, maxReplicas: 6, memoryUtilization: 70}
     );
     let service = find(&children, "Service", "web");
     assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(service["spec"]["allocateLoadBalancerNodePorts"], false, "tenants get no NodePorts");
     assert_eq!(
         service["spec"]["ports"],
         json!([
