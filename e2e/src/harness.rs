@@ -23,12 +23,21 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start() -> Self {
+        Self::start_seeded(&[]).await
+    }
+
+    /// Starts with `objects` (API path, object) already on the server, as a cluster that had
+    /// them before the operator came.
+    pub async fn start_seeded(objects: &[(&str, Value)]) -> Self {
         // RUST_LOG=scs_operator=debug shows the controllers at work.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let server = FakeApiServer::start().await;
+        for (path, object) in objects {
+            server.insert(path, object.clone());
+        }
         let client = server.client();
         let (stop, stopped) = oneshot::channel::<()>();
         let controllers =

@@ -403,3 +403,22 @@ async fn an_unreadable_network_keeps_its_attachments_and_is_reported() {
     eventually("Ready again", || async { harness.is_ready("acme") }).await;
     harness.stop().await;
 }
+
+/// kata-deploy creates `kata-qemu` itself: the operator uses that RuntimeClass as it is and never
+/// takes it over (the `scs-operator-cluster` admission policy would refuse the write, and every
+/// tenant would fail behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_class_made_by_someone_else_is_used_not_taken_over() {
+    let kata_deploy = json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+        "metadata": {"name": "kata-qemu", "labels": {"app.kubernetes.io/managed-by": "kata-deploy"}},
+        "handler": "kata-qemu"});
+    let harness = Harness::start_seeded(&[("/apis/node.k8s.io/v1/runtimeclasses", kata_deploy.clone())]).await;
+    harness.create_network(office()).await;
+    harness.create_tenant(acme()).await;
+    eventually("tenant ready beside a foreign RuntimeClass", || async { harness.is_ready("acme") }).await;
+    let live = harness.server.get("/apis/node.k8s.io/v1/runtimeclasses/kata-qemu").unwrap();
+    assert_eq!(live["metadata"]["labels"], kata_deploy["metadata"]["labels"]);
+    assert!(live.get("overhead").is_none() && live.get("scheduling").is_none(), "not rewritten: {live}");
+    assert!(harness.server.writes("/runtimeclasses").is_empty(), "never written");
+    harness.stop().await;
+}

@@ -140,14 +140,21 @@ pub async fn apply(client: &Client, child: &Child) -> Result<DynamicObject> {
     Ok(applied)
 }
 
-/// Applies `child` unless the live object already holds it. Returns whether it wrote.
+/// Applies `child` unless the live object already holds it or was made by someone else. Returns
+/// whether it wrote.
 pub async fn ensure(client: &Client, child: &Child) -> Result<bool> {
     let kind = kind_of(child)?;
     let api = api_for(client, &kind, child.namespace.as_deref());
-    if let Some(live) = api.get_opt(&child.name).await?
-        && holds(&serde_json::to_value(&live).unwrap_or_default(), &child.object)
-    {
-        return Ok(false);
+    if let Some(live) = api.get_opt(&child.name).await? {
+        // One made by someone else (kata-deploy makes `kata-qemu` too) is used as it is, never
+        // taken over: the admission policy would refuse the write anyway.
+        if live.labels().get(MANAGED_BY).map(String::as_str) != Some(OPERATOR) {
+            debug!(kind = %child.kind, name = %child.name, "exists and was not created by scs-operator; left as it is");
+            return Ok(false);
+        }
+        if holds(&serde_json::to_value(&live).unwrap_or_default(), &child.object) {
+            return Ok(false);
+        }
     }
     apply(client, child).await?;
     Ok(true)
