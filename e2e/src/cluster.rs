@@ -153,10 +153,22 @@ pub async fn delete_namespace(client: &Client, name: &str) {
 /// Whether `user` (in `groups`) may `verb` `resource` (`group`) in `namespace`, per the API server.
 pub async fn may(
     client: &Client,
+    who: (&str, &[&str]),
+    verb: &str,
+    resource: (&str, &str),
+    namespace: Option<&str>,
+) -> bool {
+    may_on(client, who, verb, resource, namespace, None).await
+}
+
+/// Like [`may`], for one object by name (`resourceNames` rules apply only then).
+pub async fn may_on(
+    client: &Client,
     (user, groups): (&str, &[&str]),
     verb: &str,
     (group, resource): (&str, &str),
     namespace: Option<&str>,
+    name: Option<&str>,
 ) -> bool {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
@@ -167,6 +179,7 @@ pub async fn may(
                 group: Some(group.into()),
                 resource: Some(resource.into()),
                 namespace: namespace.map(str::to_string),
+                name: name.map(str::to_string),
                 ..Default::default()
             }),
             ..Default::default()

@@ -290,6 +290,19 @@ async fn the_operator_cannot_write_outside_tenant_namespaces() {
         dry_run(&operator, &cluster_binding("scs:member")).await,
         &["scs-operator-cluster", "scs:storage-reader"],
     );
+    // The ClusterRoles it writes are self-view roles only, even named and labelled like one.
+    let power = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "scs:tenant:e2e-scope:self", "labels": mine},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["create"]}]});
+    refused(
+        "a broad ClusterRole",
+        dry_run(&operator, &power).await,
+        &["scs-operator-cluster", "named Tenants and Namespaces"],
+    );
+    let own = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "scs:tenant:e2e-scope-probe:self", "labels": mine},
+        "rules": [{"apiGroups": ["scs.dev"], "resources": ["tenants"], "resourceNames": ["e2e-scope"], "verbs": ["get"]}]});
+    dry_run(&operator, &own).await.expect("a self-view role");
     // Namespaces it did not create: no label, no deletion; new ones carry its label.
     let namespaces: Api<Namespace> = Api::all(operator.clone());
     let label = json!({"metadata": {"labels": {"scs.dev/tenant": "e2e-scope"}}});

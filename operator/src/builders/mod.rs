@@ -82,6 +82,8 @@ pub fn tenant_children(tenant: &Tenant, catalog: &Catalog, config: &OperatorConf
     children.extend(limit_range::limit_ranges(tenant).iter().map(Child::from_resource));
     children.extend(rbac::role_bindings(tenant).iter().map(Child::from_resource));
     children.extend(rbac::storage_reader_binding(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::self_view_role(tenant).iter().map(Child::from_resource));
+    children.extend(rbac::self_view_binding(tenant).iter().map(Child::from_resource));
     children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
     children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
     children

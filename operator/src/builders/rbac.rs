@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
@@ -101,6 +101,61 @@ pub fn storage_reader_binding(tenant: &Tenant) -> Option<ClusterRoleBinding> {
     })
 }
 
+/// Name of a tenant's self-view ClusterRole and of its ClusterRoleBinding.
+pub fn self_view_name(tenant: &str) -> String {
+    format!("scs:tenant:{tenant}:self")
+}
+
+/// Every member, whatever its role, once.
+fn all_members(tenant: &Tenant) -> Vec<Subject> {
+    let mut subjects: Vec<Subject> = subjects_by_role(tenant).into_values().flatten().collect();
+    subjects.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+    subjects.dedup();
+    subjects
+}
+
+/// Lets the tenant's members read their own Tenant (status included: quota, conditions) and
+/// their namespaces, by name. RBAC cannot filter a list, so `kubectl get tenant NAME` and
+/// `kubectl get ns NAME` work while listing all tenants or namespaces stays refused.
+pub fn self_view_role(tenant: &Tenant) -> Option<ClusterRole> {
+    if tenant.spec.members.is_empty() {
+        return None;
+    }
+    let read = |group: &str, resources: &[&str], names: Vec<String>| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        resource_names: Some(names),
+        verbs: vec!["get".into(), "watch".into()],
+        non_resource_urls: None,
+    };
+    Some(ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(self_view_name(&tenant.name_any())),
+            labels: Some(labels::tenant_owned(&tenant.name_any())),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            read(crate::api::GROUP, &["tenants", "tenants/status"], vec![tenant.name_any()]),
+            read("", &["namespaces"], tenant.namespace_names()),
+        ]),
+        aggregation_rule: None,
+    })
+}
+
+/// Binds [`self_view_role`] to every member.
+pub fn self_view_binding(tenant: &Tenant) -> Option<ClusterRoleBinding> {
+    let subjects = all_members(tenant);
+    (!subjects.is_empty()).then(|| ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(self_view_name(&tenant.name_any())),
+            labels: Some(labels::tenant_owned(&tenant.name_any())),
+            ..Default::default()
+        },
+        role_ref: role_ref(&self_view_name(&tenant.name_any())),
+        subjects: Some(subjects),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +216,25 @@ mod tests {
                 ("User", "zoe", None, Some(RBAC_GROUP)),
             ]
         );
+    }
+
+    #[test]
+    fn every_member_may_read_its_own_tenant_and_namespaces_by_name() {
+        let role = self_view_role(&acme()).unwrap();
+        assert_eq!(role.metadata.name.as_deref(), Some("scs:tenant:acme:self"));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules[0].resource_names.as_deref(), Some(&["acme".to_string()][..]));
+        assert_eq!(rules[0].resources.as_deref(), Some(&["tenants".to_string(), "tenants/status".to_string()][..]));
+        assert_eq!(rules[1].resource_names.as_deref(), Some(&["acme-prod".to_string(), "acme-dev".to_string()][..]));
+        for rule in &rules {
+            assert_eq!(rule.verbs, ["get", "watch"], "read-only, and never list: a list cannot be filtered");
+        }
+        let binding = self_view_binding(&acme()).unwrap();
+        assert_eq!(binding.role_ref.name, "scs:tenant:acme:self");
+        let names: Vec<_> = binding.subjects.unwrap().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ["acme-admins", "deployer", "alice", "zoe"], "all roles, sorted by kind then name");
+        let nobody = Tenant::new("empty", TenantSpec::default());
+        assert!(self_view_role(&nobody).is_none() && self_view_binding(&nobody).is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::node::v1::RuntimeClass;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::core::ApiResource;
 
 use crate::builders::network_attachment::NetworkAttachmentDefinition;
@@ -45,6 +45,7 @@ pub fn managed_kinds() -> Vec<ManagedKind> {
         kind::<ResourceQuota>(true, Scope::Tenant),
         kind::<LimitRange>(true, Scope::Tenant),
         kind::<RoleBinding>(true, Scope::Tenant),
+        kind::<ClusterRole>(false, Scope::Tenant),
         kind::<ClusterRoleBinding>(false, Scope::Tenant),
         kind::<NetworkPolicy>(true, Scope::Tenant),
         kind::<NetworkAttachmentDefinition>(true, Scope::Tenant),

@@ -1,9 +1,11 @@
 //! Prometheus metrics, served on `/metrics` next to the probes.
 //!
 //! One registry per process: reconciles by controller and result, reconcile durations, objects
-//! managed by kind, API requests by verb, and whether this replica leads.
+//! managed by kind, API requests by verb, whether this replica leads, and per tenant its
+//! workloads by phase and how full each quota entry is (series of a deleted tenant are removed).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -35,6 +37,18 @@ struct VerbLabel {
     verb: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantPhase {
+    tenant: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantResource {
+    tenant: String,
+    resource: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -45,6 +59,12 @@ pub struct Metrics {
     leader: Gauge,
     /// Children per owner and kind, so that the per-kind gauge is a sum over owners.
     owned: Mutex<Owned>,
+    workloads: Family<TenantPhase, Gauge>,
+    /// Workload key → its (tenant, phase), so a phase change moves one count.
+    workload_phases: Mutex<HashMap<String, TenantPhase>>,
+    quota_used: Family<TenantResource, Gauge<f64, AtomicU64>>,
+    /// Tenant → the quota entries it has series for.
+    quota_resources: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -75,7 +95,58 @@ impl Metrics {
         registry.register("managed_objects", "Objects the operator manages, by kind", managed.clone());
         registry.register("api_requests", "Requests to the Kubernetes API by verb", api_requests.clone());
         registry.register("leader", "1 when this replica holds the lease (or runs without election)", leader.clone());
-        Self { registry, reconciles, durations, managed, api_requests, leader, owned: Mutex::default() }
+        let workloads = Family::<TenantPhase, Gauge>::default();
+        registry.register("workloads", "SecureWorkloads by tenant and phase", workloads.clone());
+        let quota_used = Family::<TenantResource, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "tenant_quota_used_ratio",
+            "Used over hard of each tenant quota entry (1 = full; hard 0 counts as full when used)",
+            quota_used.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            durations,
+            managed,
+            api_requests,
+            leader,
+            owned: Mutex::default(),
+            workloads,
+            workload_phases: Mutex::default(),
+            quota_used,
+            quota_resources: Mutex::default(),
+        }
+    }
+
+    /// Records the phase of workload `key` of `tenant`; `None` forgets the workload.
+    pub fn workload_phase(&self, key: &str, now: Option<(&str, &str)>) {
+        let mut phases = self.workload_phases.lock().expect("metrics lock");
+        if let Some(before) = phases.remove(key) {
+            self.workloads.get_or_create(&before).dec();
+        }
+        if let Some((tenant, phase)) = now {
+            let labels = TenantPhase { tenant: tenant.into(), phase: phase.into() };
+            self.workloads.get_or_create(&labels).inc();
+            phases.insert(key.to_string(), labels);
+        }
+    }
+
+    /// Sets `tenant`'s used/hard ratio per quota entry; entries no longer given (or every entry,
+    /// for an empty slice: a deleted tenant) lose their series.
+    pub fn tenant_quota(&self, tenant: &str, ratios: &[(String, f64)]) {
+        let mut known = self.quota_resources.lock().expect("metrics lock");
+        for resource in known.remove(tenant).unwrap_or_default() {
+            if !ratios.iter().any(|(r, _)| *r == resource) {
+                self.quota_used.remove(&TenantResource { tenant: tenant.into(), resource });
+            }
+        }
+        for (resource, ratio) in ratios {
+            let labels = TenantResource { tenant: tenant.into(), resource: resource.clone() };
+            self.quota_used.get_or_create(&labels).set(*ratio);
+        }
+        if !ratios.is_empty() {
+            known.insert(tenant.to_string(), ratios.iter().map(|(r, _)| r.clone()).collect());
+        }
     }
 
     /// Records one reconcile.
@@ -138,6 +209,21 @@ impl Metrics {
     }
 }
 
+/// Used over hard for every quota entry that has both, for [`Metrics::tenant_quota`]. An entry
+/// with hard 0 is full (1) as soon as anything uses it, empty (0) otherwise.
+pub fn quota_ratios(quota: &crate::api::TenantQuotaStatus) -> Vec<(String, f64)> {
+    let parse = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| crate::quantity::parse(&q.0).ok();
+    quota
+        .hard
+        .iter()
+        .filter_map(|(key, hard)| {
+            let (hard, used) = (parse(hard)?, parse(quota.used.get(key)?)?);
+            let ratio = if hard > 0 { used as f64 / hard as f64 } else { f64::from(u8::from(used > 0)) };
+            Some((key.clone(), ratio))
+        })
+        .collect()
+}
+
 /// Children by kind, for [`Metrics::owns`].
 pub fn count_by_kind(children: &[crate::builders::Child]) -> HashMap<String, i64> {
     let mut counts = HashMap::new();
@@ -195,6 +281,46 @@ mod tests {
         assert_eq!(verb(http::Method::GET, "/apis/scs.dev/v1alpha1/tenants?watch=true&resourceVersion=1"), "watch");
         assert_eq!(verb(http::Method::GET, "/apis/apps/v1/namespaces/n/deployments"), "list");
         assert_eq!(verb(http::Method::PATCH, "/apis/scs.dev/v1alpha1/tenants/acme/status"), "patch");
+    }
+
+    #[test]
+    fn per_tenant_series_follow_phases_and_disappear_with_the_tenant() {
+        let metrics = Metrics::new();
+        metrics.workload_phase("globex/web", Some(("globex", "Progressing")));
+        metrics.workload_phase("globex/web", Some(("globex", "Running")));
+        metrics.workload_phase("globex/db", Some(("globex", "Running")));
+        metrics.tenant_quota("globex", &[("pods".into(), 0.5), ("requests.cpu".into(), 1.0)]);
+        let text = metrics.encode();
+        assert!(text.contains("scs_operator_workloads{tenant=\"globex\",phase=\"Running\"} 2"), "{text}");
+        assert!(text.contains("scs_operator_workloads{tenant=\"globex\",phase=\"Progressing\"} 0"), "{text}");
+        assert!(text.contains("scs_operator_tenant_quota_used_ratio{tenant=\"globex\",resource=\"pods\"} 0.5"));
+        metrics.tenant_quota("globex", &[("pods".into(), 0.75)]);
+        assert!(!metrics.encode().contains("resource=\"requests.cpu\""), "a dropped entry loses its series");
+        metrics.tenant_quota("globex", &[]);
+        metrics.workload_phase("globex/web", None);
+        let text = metrics.encode();
+        assert!(!text.contains("tenant_quota_used_ratio{"), "{text}");
+        assert!(text.contains("scs_operator_workloads{tenant=\"globex\",phase=\"Running\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn quota_ratios_from_hard_and_used() {
+        let q = |s: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.into());
+        let status = crate::api::TenantQuotaStatus {
+            hard: [("pods", "20"), ("requests.cpu", "4"), ("requests.nvidia.com/gpu", "0"), ("limits.cpu", "4")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), q(v)))
+                .collect(),
+            used: [("pods", "5"), ("requests.cpu", "3500m"), ("requests.nvidia.com/gpu", "0")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), q(v)))
+                .collect(),
+        };
+        let ratios: HashMap<String, f64> = quota_ratios(&status).into_iter().collect();
+        assert_eq!(ratios["pods"], 0.25);
+        assert_eq!(ratios["requests.cpu"], 0.875);
+        assert_eq!(ratios["requests.nvidia.com/gpu"], 0.0);
+        assert!(!ratios.contains_key("limits.cpu"), "no usage reported yet: no series");
     }
 
     #[test]
