@@ -121,11 +121,12 @@ pub fn self_view_role(tenant: &Tenant) -> Option<ClusterRole> {
     if tenant.spec.members.is_empty() {
         return None;
     }
-    let read = |group: &str, resources: &[&str], names: Vec<String>| PolicyRule {
+    // Only what the operator holds itself (RBAC refuses granting more): no watch on the status.
+    let read = |group: &str, resource: &str, verbs: &[&str], names: Vec<String>| PolicyRule {
         api_groups: Some(vec![group.into()]),
-        resources: Some(resources.iter().map(|r| r.to_string()).collect()),
+        resources: Some(vec![resource.into()]),
         resource_names: Some(names),
-        verbs: vec!["get".into(), "watch".into()],
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
         non_resource_urls: None,
     };
     Some(ClusterRole {
@@ -135,8 +136,9 @@ pub fn self_view_role(tenant: &Tenant) -> Option<ClusterRole> {
             ..Default::default()
         },
         rules: Some(vec![
-            read(crate::api::GROUP, &["tenants", "tenants/status"], vec![tenant.name_any()]),
-            read("", &["namespaces"], tenant.namespace_names()),
+            read(crate::api::GROUP, "tenants", &["get", "watch"], vec![tenant.name_any()]),
+            read(crate::api::GROUP, "tenants/status", &["get"], vec![tenant.name_any()]),
+            read("", "namespaces", &["get", "watch"], tenant.namespace_names()),
         ]),
         aggregation_rule: None,
     })
@@ -223,12 +225,20 @@ mod tests {
         let role = self_view_role(&acme()).unwrap();
         assert_eq!(role.metadata.name.as_deref(), Some("scs:tenant:acme:self"));
         let rules = role.rules.unwrap();
-        assert_eq!(rules[0].resource_names.as_deref(), Some(&["acme".to_string()][..]));
-        assert_eq!(rules[0].resources.as_deref(), Some(&["tenants".to_string(), "tenants/status".to_string()][..]));
-        assert_eq!(rules[1].resource_names.as_deref(), Some(&["acme-prod".to_string(), "acme-dev".to_string()][..]));
-        for rule in &rules {
-            assert_eq!(rule.verbs, ["get", "watch"], "read-only, and never list: a list cannot be filtered");
-        }
+        let shape: Vec<(String, Vec<String>, Vec<String>)> = rules
+            .iter()
+            .map(|r| (r.resources.clone().unwrap()[0].clone(), r.verbs.clone(), r.resource_names.clone().unwrap()))
+            .collect();
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shape,
+            [
+                ("tenants".to_string(), strings(&["get", "watch"]), strings(&["acme"])),
+                ("tenants/status".to_string(), strings(&["get"]), strings(&["acme"])),
+                ("namespaces".to_string(), strings(&["get", "watch"]), strings(&["acme-prod", "acme-dev"])),
+            ],
+            "read-only by name, never list (a list cannot be filtered), nothing the operator lacks itself"
+        );
         let binding = self_view_binding(&acme()).unwrap();
         assert_eq!(binding.role_ref.name, "scs:tenant:acme:self");
         let names: Vec<_> = binding.subjects.unwrap().iter().map(|s| s.name.clone()).collect();
