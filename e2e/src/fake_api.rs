@@ -107,6 +107,8 @@ struct Failure {
     path_contains: String,
     remaining: usize,
     code: u16,
+    /// The Status message (and reason) answered; `injected failure` when not given.
+    message: Option<(String, String)>,
 }
 
 /// Requests held for a while before they are served (a slow API server).
@@ -261,6 +263,27 @@ impl FakeApiServer {
             path_contains: path_contains.into(),
             remaining: count,
             code,
+            message: None,
+        });
+    }
+
+    /// Like [`Self::fail_next`], answering a Status with `reason` and `message` as the API server
+    /// would (e.g. 422 `Invalid` with the field that is refused).
+    pub fn fail_next_with(
+        &self,
+        method: &str,
+        path_contains: &str,
+        count: usize,
+        code: u16,
+        reason: &str,
+        message: &str,
+    ) {
+        self.state.failures.lock().unwrap().push(Failure {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            remaining: count,
+            code,
+            message: Some((reason.into(), message.into())),
         });
     }
 
@@ -590,12 +613,12 @@ fn delete(store: &mut Store, events: &broadcast::Sender<WatchRecord>, target: &T
     deleted
 }
 
-fn injected_failure(state: &State, method: &str, path: &str) -> Option<u16> {
+fn injected_failure(state: &State, method: &str, path: &str) -> Option<(u16, Option<(String, String)>)> {
     let mut failures = state.failures.lock().unwrap();
     let failure =
         failures.iter_mut().find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))?;
     failure.remaining -= 1;
-    Some(failure.code)
+    Some((failure.code, failure.message.clone()))
 }
 
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -638,7 +661,10 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    if let Some(code) = injected_failure(&state, method.as_str(), &path) {
+    if let Some((code, message)) = injected_failure(&state, method.as_str(), &path) {
+        if let Some((reason, message)) = message {
+            return Ok(status_error(code, &reason, &message));
+        }
         let reason = if code == 409 { "Conflict" } else { "InternalError" };
         return Ok(status_error(code, reason, "injected failure"));
     }

@@ -10,6 +10,9 @@ pub enum Error {
     /// Deletion waits for the tenant's workloads to go (or for the force-delete annotation).
     #[error("deletion held: {0}")]
     DeletionHeld(String),
+    /// The API server refused some children (reported in the owner's status); retried with backoff.
+    #[error("children refused: {0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }

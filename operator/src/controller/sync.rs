@@ -32,6 +32,65 @@ pub struct SyncReport {
     pub unserved: Vec<String>,
     /// Desired children not applied because an object of the same name exists that is not ours.
     pub conflicts: Vec<Conflict>,
+    /// Desired children the API server refused to take (a 4xx answer: invalid, forbidden by
+    /// admission or quota, an immutable field changed). The others were still synced.
+    pub refused: Vec<Refused>,
+}
+
+/// A desired child whose write the API server refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The HTTP status code of the refusal.
+    pub code: u16,
+    /// The API server's message.
+    pub message: String,
+    /// Immutable fields of the live object that the desired one changes (`spec.volumeClaimTemplates`),
+    /// when that is why it was refused.
+    pub immutable: Vec<String>,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let namespace = self.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default();
+        write!(f, "{} {namespace}{} refused by the API server: {}", self.kind, self.name, self.message)
+    }
+}
+
+/// The code and message of an error that is the API server refusing a write for good (until
+/// something changes): 400, 403, 422 and other 4xx answers. `None` for transient failures, which
+/// are retried without being reported: 5xx, timeouts and connection errors, 409 conflicts (retried
+/// on a fresh read), 429 throttling, and 404 (a namespace created in the same pass not seen yet).
+pub fn refusal(error: &kube::Error) -> Option<(u16, String)> {
+    match error {
+        kube::Error::Api(status)
+            if (400..500).contains(&status.code) && ![404, 408, 409, 429].contains(&status.code) =>
+        {
+            Some((status.code, status.message.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The immutable top-level spec fields of a live `kind` object that `desired` would change: for a
+/// StatefulSet everything but what its update validation lets through; for a PersistentVolumeClaim
+/// its class, mode and volume.
+pub fn immutable_changes(kind: &str, live: &serde_json::Value, desired: &serde_json::Value) -> Vec<String> {
+    let fields: &[&str] = match kind {
+        "StatefulSet" => &["volumeClaimTemplates", "selector", "serviceName", "podManagementPolicy"],
+        "PersistentVolumeClaim" => &["storageClassName", "accessModes", "volumeMode", "volumeName"],
+        _ => &[],
+    };
+    fields
+        .iter()
+        .filter(|field| {
+            let wanted = &desired["spec"][**field];
+            !wanted.is_null() && !super::diff::contains(&live["spec"][**field], wanted)
+        })
+        .map(|field| format!("spec.{field}"))
+        .collect()
 }
 
 /// A desired child whose name is taken by an object we do not own.
@@ -288,13 +347,36 @@ pub async fn sync_children(
                 debug!(kind = %child.kind, name = %child.name, "unchanged");
                 continue;
             }
-            let written = match (&current, &child.mutable_part) {
+            let result = match (&current, &child.mutable_part) {
                 // What may still change of a mostly immutable object, as a plain merge patch.
                 (Some(_), Some(part)) => {
                     let api = api_for(client, kind, child.namespace.as_deref());
-                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await?
+                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await.map_err(Error::from)
                 }
-                _ => apply(client, child).await?,
+                _ => apply(client, child).await,
+            };
+            let written = match result {
+                Ok(written) => written,
+                Err(Error::Kube(error)) => {
+                    let Some((code, message)) = refusal(&error) else { return Err(error.into()) };
+                    let immutable = match (&current, code) {
+                        (Some(live), 422) => {
+                            immutable_changes(&child.kind, &serde_json::to_value(live).unwrap_or_default(), wanted)
+                        }
+                        _ => Vec::new(),
+                    };
+                    warn!(kind = %child.kind, namespace = child.namespace.as_deref().unwrap_or(""), name = %child.name, code, %message, "refused by the API server");
+                    report.refused.push(Refused {
+                        kind: child.kind.clone(),
+                        namespace: child.namespace.clone(),
+                        name: child.name.clone(),
+                        code,
+                        message,
+                        immutable,
+                    });
+                    continue;
+                }
+                Err(other) => return Err(other),
             };
             written_objects.push((kind.resource.kind.clone(), written));
             report.applied += 1;
@@ -441,5 +523,33 @@ mod tests {
             requirements("a=b, c==d"),
             BTreeMap::from([("a".to_string(), "b".to_string()), ("c".to_string(), "d".to_string())])
         );
+    }
+
+    #[test]
+    fn only_lasting_client_errors_are_refusals() {
+        let status = |code: u16| {
+            kube::Error::Api(kube::core::Status::failure(&format!("code {code}"), "x").with_code(code).boxed())
+        };
+        for code in [400, 403, 422] {
+            assert_eq!(refusal(&status(code)), Some((code, format!("code {code}"))));
+        }
+        for code in [404, 408, 409, 429, 500, 503, 504] {
+            assert_eq!(refusal(&status(code)), None, "{code} is transient");
+        }
+    }
+
+    #[test]
+    fn immutable_changes_name_the_fields() {
+        let live = serde_json::json!({"spec": {"serviceName": "db-headless", "volumeClaimTemplates": [
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "1Gi"}}, "volumeMode": "Filesystem"},
+             "status": {"phase": "Pending"}}]}});
+        let same = serde_json::json!({"spec": {"serviceName": "db-headless", "volumeClaimTemplates": [
+            {"metadata": {"name": "data"}, "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "1024Mi"}}}}]}});
+        assert!(immutable_changes("StatefulSet", &live, &same).is_empty());
+        let bigger = serde_json::json!({"spec": {"serviceName": "db-headless", "volumeClaimTemplates": [
+            {"metadata": {"name": "data"}, "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "2Gi"}}}}]}});
+        assert_eq!(immutable_changes("StatefulSet", &live, &bigger), vec!["spec.volumeClaimTemplates"]);
+        assert!(immutable_changes("Deployment", &live, &bigger).is_empty());
     }
 }

@@ -13,7 +13,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
@@ -132,11 +132,52 @@ async fn namespace_states(
 }
 
 /// The RuntimeClass and the cloud-admin binding: shared by all tenants, ensured by every reconcile.
-async fn ensure_platform(ctx: &Context) -> Result<()> {
+/// Ensures the shared platform objects (the RuntimeClass). One the API server refuses does not
+/// block the tenant: it is returned, and reported on every Tenant as `RuntimeClassReady=False`.
+/// Transient failures are errors (the tenant is retried).
+async fn ensure_platform(ctx: &Context) -> Result<Vec<sync::Refused>> {
+    let mut refused = Vec::new();
     for child in builders::platform_children(&ctx.config) {
-        sync::ensure(&ctx.client, &child).await?;
+        match sync::ensure(&ctx.client, &child).await {
+            Ok(_) => {}
+            Err(Error::Kube(error)) => {
+                let Some((code, message)) = sync::refusal(&error) else { return Err(error.into()) };
+                // RuntimeClass `handler` is immutable: a changed one in the operator config is
+                // refused with 422.
+                let immutable =
+                    if child.kind == "RuntimeClass" && code == 422 { vec!["handler".into()] } else { Vec::new() };
+                warn!(kind = %child.kind, name = %child.name, code, %message, "platform object refused by the API server");
+                refused.push(sync::Refused {
+                    kind: child.kind.clone(),
+                    namespace: None,
+                    name: child.name.clone(),
+                    code,
+                    message,
+                    immutable,
+                });
+            }
+            Err(other) => return Err(other),
+        }
     }
-    Ok(())
+    Ok(refused)
+}
+
+/// `RuntimeClassReady`: the platform RuntimeClass is as the operator config says, or why not.
+fn runtime_class_condition(refused: &[sync::Refused], generation: Option<i64>) -> Condition {
+    let Some(refusal) = refused.iter().find(|r| r.kind == "RuntimeClass") else {
+        return condition("RuntimeClassReady", true, "Applied", "the RuntimeClass is in place", generation);
+    };
+    if refusal.immutable.is_empty() {
+        return condition("RuntimeClassReady", false, "ApplyFailed", refusal.to_string(), generation);
+    }
+    let message = format!(
+        "RuntimeClass {name}: its handler cannot change (API server: {}); delete it (kubectl delete runtimeclass \
+         {name}) and the operator recreates it with the configured handler; running pods are unaffected, new \
+         pods use the old handler until then",
+        refusal.message,
+        name = refusal.name
+    );
+    condition("RuntimeClassReady", false, "ImmutableHandler", message, generation)
 }
 
 /// Children of `tenant` in the namespaces it may use (never in a conflicting one), with the
@@ -306,7 +347,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
 
-    ensure_platform(ctx).await?;
+    let platform = ensure_platform(ctx).await?;
     // One snapshot of the caches for the whole pass: what is built and what status says must agree.
     let catalog = ctx.catalog();
     let states = namespace_states(tenant, ctx, &catalog).await?;
@@ -344,7 +385,17 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
 
-    let status = compute_status(tenant, ctx, &networks, &previous, &states, &report, &retained);
+    let mut status = compute_status(tenant, ctx, &networks, &previous, &states, &report, &retained);
+    add_failures(&mut status, &previous, &platform, &report.refused, generation);
+    let failure_events: Vec<Condition> = ["ChildrenReady", "RuntimeClassReady"]
+        .iter()
+        .filter_map(|type_| status.conditions.iter().find(|c| c.type_ == *type_))
+        .filter(|c| conditions::changed(&previous.conditions, c))
+        .filter(|c| {
+            c.status == "False" || previous.conditions.iter().any(|p| p.type_ == c.type_ && p.status == "False")
+        })
+        .cloned()
+        .collect();
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -371,10 +422,20 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     {
         ctx.event(tenant, true, "ClusterCidrsMismatch", message).await;
     }
+    let failure_announced = failure_events.iter().any(|c| c.status == "False");
+    for c in failure_events {
+        let reason = if c.status == "False" { c.reason.clone() } else { format!("{}Again", c.type_) };
+        ctx.event(tenant, c.status == "False", &reason, c.message).await;
+    }
+    if !report.refused.is_empty() {
+        let what = report.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return Err(Error::Refused(what));
+    }
     if ready_now && !ready_before {
         ctx.event(tenant, false, "Ready", "all namespaces, quota, roles and networks are in place".into()).await;
     } else if !ready_now
         && ready_before
+        && !failure_announced
         && let Some((reason, message)) = ready_message
         && reason != "NamespaceRetained"
     {
@@ -535,6 +596,27 @@ fn compute_status(
         quota: Some(quota_status(tenant, ctx, report.live_of("ResourceQuota"))),
         conditions: conditions::merge(&previous.conditions, next),
     }
+}
+
+/// Adds `ChildrenReady` (children the API server refused) and `RuntimeClassReady` to `status`; the
+/// first failing one makes `Ready` false when nothing else did.
+fn add_failures(
+    status: &mut TenantStatus,
+    previous: &TenantStatus,
+    platform: &[sync::Refused],
+    refused: &[sync::Refused],
+    generation: Option<i64>,
+) {
+    let added = [conditions::children_ready(refused, generation), runtime_class_condition(platform, generation)];
+    let failing = added.iter().find(|c| c.status == "False").cloned();
+    let mut next: Vec<Condition> = status.conditions.clone();
+    next.extend(added);
+    if let Some(failing) = failing
+        && let Some(ready) = next.iter_mut().find(|c| c.type_ == "Ready" && c.status == "True")
+    {
+        *ready = condition("Ready", false, &failing.reason, failing.message, generation);
+    }
+    status.conditions = conditions::merge(&previous.conditions, next);
 }
 
 /// `NetworkIsolationReady`: whether the NetworkPolicies' idea of "outside the cluster" holds.

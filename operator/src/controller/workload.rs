@@ -18,7 +18,7 @@ use super::error::Result;
 use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
 use super::sync;
-use super::workload_status::{assess, observe};
+use super::workload_status::{assess, observe, pod_problem, with_failures};
 use crate::api::{ChildReference, SecureWorkload, SecureWorkloadStatus, Tenant, WorkloadPhase};
 use crate::builders::{labels, workload};
 use crate::catalog::Catalog;
@@ -139,7 +139,21 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         .find(|o| o.name_any() == name)
         .map(|o| serde_json::to_value(o).unwrap_or_default());
     let observed = live.as_ref().map(|object| observe(kind, object));
-    let (phase, ready, next) = assess(workload, observed.as_ref());
+    if let Some(refused) = report.refused.iter().find(|r| r.kind == "StatefulSet" && !r.immutable.is_empty())
+        && recreate_allowed(workload)
+    {
+        recreate(workload, &ctx, refused).await?;
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
+    let assessed = assess(workload, observed.as_ref());
+    let problem = if super::workload_status::needs_pod_check(assessed.0) && kind != crate::api::WorkloadKind::CronJob {
+        let pods = workload_pods(&ctx, &namespace, &name).await?;
+        pod_problem(live.as_ref(), &pods)
+    } else {
+        None
+    };
+    let (phase, ready, next) = with_failures(workload, assessed, problem, &report.refused);
+    let children_ready = next.iter().find(|c| c.type_ == "ChildrenReady").cloned();
     let status = SecureWorkloadStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -159,11 +173,69 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     let phase_changed = previous.phase != status.phase && !initial;
     let message = status.conditions.first().map(|c| c.message.clone()).unwrap_or_default();
     write_status(workload, &ctx, &previous, status).await?;
-    if phase_changed {
-        let warning = matches!(phase, WorkloadPhase::Degraded | WorkloadPhase::Failed);
-        ctx.event(workload, warning, &format!("{phase:?}"), message).await;
+    let refused = !report.refused.is_empty();
+    match children_ready.filter(|c| conditions::changed(&previous.conditions, c)) {
+        Some(c) if c.status == "False" => ctx.event(workload, true, &c.reason, c.message).await,
+        Some(c) if previous.conditions.iter().any(|p| p.type_ == "ChildrenReady" && p.status == "False") => {
+            ctx.event(workload, false, "ChildrenApplied", c.message).await;
+        }
+        _ if phase_changed && !refused => {
+            let warning = matches!(phase, WorkloadPhase::Degraded | WorkloadPhase::Failed);
+            ctx.event(workload, warning, &format!("{phase:?}"), message).await;
+        }
+        _ => {}
+    }
+    if refused {
+        // Retried with the controller's backoff: the refusal may go once quota frees up or the
+        // spec changes.
+        let what = report.refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return Err(super::error::Error::Refused(what));
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// The workload's pods (label-selected; read only while it is not fully up).
+async fn workload_pods(ctx: &Context, namespace: &str, name: &str) -> Result<Vec<serde_json::Value>> {
+    let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("{}={}", labels::WORKLOAD, name);
+    let pods = api.list(&ListParams::default().labels(&selector).limit(50)).await?;
+    Ok(pods.items.iter().map(|p| serde_json::to_value(p).unwrap_or_default()).collect())
+}
+
+/// Whether the workload carries the annotation that allows recreating its StatefulSet.
+fn recreate_allowed(workload: &SecureWorkload) -> bool {
+    workload.annotations().get(conditions::RECREATE_ANNOTATION).map(String::as_str) == Some("true")
+}
+
+/// Kubernetes' way to change a StatefulSet's immutable fields: delete it with orphan propagation
+/// (its pods and claims stay, and the new StatefulSet adopts the pods by their labels), wait until
+/// it is gone, and let the next pass create it with the new spec. The annotation is one-shot: it is
+/// removed, so a later immutable change is reported again rather than recreated unasked.
+async fn recreate(workload: &SecureWorkload, ctx: &Context, refused: &sync::Refused) -> Result<()> {
+    let namespace = workload.namespace().unwrap_or_default();
+    let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.delete(&refused.name, &kube::api::DeleteParams::orphan()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    for _ in 0..30 {
+        if api.get_metadata_opt(&refused.name).await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let workloads: Api<SecureWorkload> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({"metadata": {"annotations": {conditions::RECREATE_ANNOTATION: null}}});
+    workloads.patch_metadata(&workload.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let message = format!(
+        "StatefulSet {namespace}/{} deleted with its pods and claims kept, to be recreated with {} changed",
+        refused.name,
+        refused.immutable.join(", ")
+    );
+    info!(workload = %format!("{namespace}/{}", workload.name_any()), "{message}");
+    ctx.event(workload, false, "Recreating", message).await;
+    Ok(())
 }
 
 /// Sets `Ready=False` with `reason` and leaves everything else of the status (and every child) as

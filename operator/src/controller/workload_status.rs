@@ -141,6 +141,99 @@ pub fn assess(
     (phase, ready, conditions)
 }
 
+/// Waiting reasons of a container that say the pod will not run without a change.
+const STUCK: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why the workload's pods do not come up, as `(reason, message)`: the workload object's own
+/// `ReplicaFailure` (pods refused at creation, by admission or quota: reason `FailedCreate`), else
+/// the first pod with a stuck container (`CrashLoopBackOff`, `ImagePullBackOff`, ...) or that the
+/// scheduler cannot place (`Unschedulable`, with the scheduler's message).
+pub fn pod_problem(object: Option<&Value>, pods: &[Value]) -> Option<(String, String)> {
+    if let Some(failure) = object
+        .and_then(|o| o["status"]["conditions"].as_array())
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ReplicaFailure" && c["status"] == "True")
+    {
+        let message = failure["message"].as_str().unwrap_or("pods cannot be created");
+        return Some(("FailedCreate".into(), format!("pods cannot be created: {message}")));
+    }
+    let mut unschedulable = None;
+    for pod in pods {
+        if pod["metadata"]["deletionTimestamp"].is_string() {
+            continue;
+        }
+        let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+        let statuses = ["initContainerStatuses", "containerStatuses"]
+            .into_iter()
+            .flat_map(|key| pod["status"][key].as_array().into_iter().flatten());
+        for status in statuses {
+            let waiting = &status["state"]["waiting"];
+            let Some(reason) = waiting["reason"].as_str().filter(|r| STUCK.contains(r)) else { continue };
+            let container = status["name"].as_str().unwrap_or("?");
+            let detail = waiting["message"].as_str().map(|m| format!(": {m}")).unwrap_or_default();
+            return Some((reason.into(), format!("pod {name} container {container} is in {reason}{detail}")));
+        }
+        let scheduled = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "PodScheduled" && c["status"] == "False" && c["reason"] == "Unschedulable");
+        if let Some(condition) = scheduled
+            && unschedulable.is_none()
+        {
+            let message = condition["message"].as_str().unwrap_or("no node fits");
+            unschedulable = Some(("Unschedulable".into(), format!("pod {name} cannot be scheduled: {message}")));
+        }
+    }
+    unschedulable
+}
+
+/// Whether the pods of a workload in `phase` are worth a look: it is not (yet) fully up.
+pub fn needs_pod_check(phase: WorkloadPhase) -> bool {
+    matches!(phase, WorkloadPhase::Pending | WorkloadPhase::Progressing | WorkloadPhase::Degraded)
+}
+
+/// `ChildrenReady` and the other conditions once pod problems and refused children are counted:
+/// a pod `problem` turns a workload that is not up into `Degraded` with the problem's reason; a
+/// child the API server refused turns it `Degraded` with reason `ApplyFailed` (or
+/// `ImmutableChange`), whatever its pods do, because what runs is not what the spec says.
+pub fn with_failures(
+    workload: &SecureWorkload,
+    assessed: (WorkloadPhase, Option<String>, Vec<Condition>),
+    problem: Option<(String, String)>,
+    refused: &[crate::controller::sync::Refused],
+) -> (WorkloadPhase, Option<String>, Vec<Condition>) {
+    let generation = workload.metadata.generation;
+    let (mut phase, ready, mut conditions) = assessed;
+    let mut override_with = |phase: &mut WorkloadPhase, reason: &str, message: &str| {
+        *phase = WorkloadPhase::Degraded;
+        conditions = vec![
+            condition("Ready", false, reason, message, generation),
+            condition("Progressing", false, "Stable", message, generation),
+            condition("Degraded", true, reason, message, generation),
+        ];
+    };
+    if let Some((reason, message)) = problem.filter(|_| needs_pod_check(phase)) {
+        override_with(&mut phase, &reason, &message);
+    }
+    let children = super::conditions::children_ready(refused, generation);
+    if children.status == "False" && phase != WorkloadPhase::Suspended {
+        let (reason, message) = (children.reason.clone(), children.message.clone());
+        override_with(&mut phase, &reason, &message);
+    }
+    conditions.push(children);
+    (phase, ready, conditions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +323,86 @@ mod tests {
         assert_eq!((phase, ready), (WorkloadPhase::Pending, None));
         assert_eq!(conditions[1].status, "True", "Progressing while pending");
         assert_eq!(conditions[0].observed_generation, Some(3));
+    }
+
+    fn refused(kind: &str, immutable: &[&str]) -> crate::controller::sync::Refused {
+        crate::controller::sync::Refused {
+            kind: kind.into(),
+            namespace: Some("n".into()),
+            name: "w".into(),
+            code: 422,
+            message: format!("{kind}.apps \"w\" is invalid: spec: Forbidden"),
+            immutable: immutable.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn condition_of<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str, &'a str) {
+        let c = conditions.iter().find(|c| c.type_ == type_).expect(type_);
+        (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+    }
+
+    #[test]
+    fn replica_failure_is_failed_create() {
+        let deployment = json!({"status": {"conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": "pods \"w-1\" is forbidden: exceeded quota: compute"}]}});
+        let problem = pod_problem(Some(&deployment), &[]).unwrap();
+        assert_eq!(problem.0, "FailedCreate");
+        assert!(problem.1.contains("exceeded quota: compute"), "{}", problem.1);
+        let healed = json!({"status": {"conditions": [{"type": "ReplicaFailure", "status": "False"}]}});
+        assert_eq!(pod_problem(Some(&healed), &[]), None);
+    }
+
+    #[test]
+    fn stuck_containers_and_unschedulable_pods() {
+        let unschedulable = json!({"metadata": {"name": "p0"}, "status": {"conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}});
+        let crashing = json!({"metadata": {"name": "p1"}, "status": {"containerStatuses": [
+            {"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}}}]}});
+        let creating = json!({"metadata": {"name": "p2"}, "status": {"containerStatuses": [
+            {"name": "app", "state": {"waiting": {"reason": "ContainerCreating"}}}]}});
+        let pulling = json!({"metadata": {"name": "p3"}, "status": {"initContainerStatuses": [
+            {"name": "init", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}}}]}});
+        assert_eq!(pod_problem(None, std::slice::from_ref(&creating)), None, "still starting is no problem");
+        let (reason, message) = pod_problem(None, &[unschedulable.clone(), crashing.clone()]).unwrap();
+        assert_eq!(reason, "CrashLoopBackOff", "a stuck container comes before an unscheduled pod");
+        assert!(message.contains("pod p1 container app"), "{message}");
+        let (reason, message) = pod_problem(None, &[creating, unschedulable]).unwrap();
+        assert_eq!(reason, "Unschedulable");
+        assert!(message.contains("Insufficient cpu"), "{message}");
+        assert_eq!(pod_problem(None, &[pulling]).unwrap().0, "ImagePullBackOff");
+    }
+
+    #[test]
+    fn pod_problems_degrade_only_a_workload_that_is_not_up() {
+        let w = workload("Deployment", false);
+        let problem = Some(("CrashLoopBackOff".to_string(), "pod p1 container app is in CrashLoopBackOff".to_string()));
+        let rolling = (WorkloadPhase::Progressing, Some("0/1".to_string()), Vec::new());
+        let (phase, ready, conditions) = with_failures(&w, rolling, problem.clone(), &[]);
+        assert_eq!((phase, ready.as_deref()), (WorkloadPhase::Degraded, Some("0/1")));
+        assert_eq!(condition_of(&conditions, "Ready").1, "CrashLoopBackOff");
+        assert_eq!(condition_of(&conditions, "Degraded").0, "True");
+        assert_eq!(condition_of(&conditions, "ChildrenReady"), ("True", "Applied", "every child is applied"));
+        let running = (WorkloadPhase::Running, Some("1/1".to_string()), Vec::new());
+        assert_eq!(with_failures(&w, running, problem, &[]).0, WorkloadPhase::Running);
+    }
+
+    #[test]
+    fn refused_children_are_apply_failed_or_immutable_change() {
+        let w = workload("StatefulSet", false);
+        let running = || (WorkloadPhase::Running, Some("1/1".to_string()), Vec::new());
+        let (phase, _, conditions) = with_failures(&w, running(), None, &[refused("Service", &[])]);
+        assert_eq!(phase, WorkloadPhase::Degraded, "what runs is not what the spec says");
+        let (status, reason, message) = condition_of(&conditions, "ChildrenReady");
+        assert_eq!((status, reason), ("False", "ApplyFailed"));
+        assert!(message.starts_with("Service n/w refused by the API server: Service.apps"), "{message}");
+        assert_eq!(condition_of(&conditions, "Ready").1, "ApplyFailed");
+        let (_, _, conditions) =
+            with_failures(&w, running(), None, &[refused("StatefulSet", &["spec.volumeClaimTemplates"])]);
+        let (status, reason, message) = condition_of(&conditions, "ChildrenReady");
+        assert_eq!((status, reason), ("False", "ImmutableChange"));
+        assert!(message.contains("spec.volumeClaimTemplates cannot change"), "{message}");
+        assert!(message.contains(crate::controller::conditions::RECREATE_ANNOTATION), "{message}");
+        let suspended = (WorkloadPhase::Suspended, None, Vec::new());
+        assert_eq!(with_failures(&w, suspended, None, &[refused("Service", &[])]).0, WorkloadPhase::Suspended);
     }
 }
