@@ -179,11 +179,12 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         Some(c) if previous.conditions.iter().any(|p| p.type_ == "ChildrenReady" && p.status == "False") => {
             ctx.event(workload, false, "ChildrenApplied", c.message).await;
         }
-        _ if phase_changed && !refused => {
-            let warning = matches!(phase, WorkloadPhase::Degraded | WorkloadPhase::Failed);
-            ctx.event(workload, warning, &format!("{phase:?}"), message).await;
-        }
         _ => {}
+    }
+    // A refusal's Event says it all; otherwise the phase change is news.
+    if phase_changed && !refused {
+        let warning = matches!(phase, WorkloadPhase::Degraded | WorkloadPhase::Failed);
+        ctx.event(workload, warning, &format!("{phase:?}"), message).await;
     }
     if refused {
         // Retried with the controller's backoff: the refusal may go once quota frees up or the
