@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod controller;
 pub mod device_plugin;
+pub mod plugin;
 pub mod quantity;
 pub mod render;
 pub mod validate;

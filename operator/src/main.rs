@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use scs_operator::config::OperatorConfig;
 use scs_operator::validate::cel::CrdSchemas;
-use scs_operator::{api, render};
+use scs_operator::{api, plugin, render};
 
 #[derive(Parser)]
 #[command(name = "scs-operator", version, about = "Secure container service control plane for Kubernetes")]
@@ -64,13 +64,52 @@ enum Command {
         #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Show a Tenant (quota used/hard, namespaces, conditions) or a SecureWorkload (phase,
+    /// replicas, revision, conditions): `status tenant/acme`, `status swl/web -n acme-prod`.
+    Status {
+        /// `tenant/NAME` (`tn/NAME`) or `secureworkload/NAME` (`swl/NAME`).
+        target: String,
+        /// Namespace of a SecureWorkload (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// List the recorded revisions of a SecureWorkload's spec with what each changed.
+    History {
+        /// `swl/NAME`.
+        target: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Roll a SecureWorkload back to a recorded revision (sets the `scs.dev/rollback-to`
+    /// annotation; the operator copies that revision's spec back). Under GitOps, roll back in Git.
+    Rollback {
+        /// `swl/NAME`.
+        target: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Revision to go back to (default: the one before the current).
+        #[arg(long, value_name = "N")]
+        to_revision: Option<i64>,
+    },
     /// Run the GPU device plugin on a node (a DaemonSet): advertise NVIDIA GPUs or Kunlun XPUs to
     /// the kubelet, as host device nodes or as VFIO devices for Kata VMs.
     DevicePlugin(scs_operator::device_plugin::Args),
 }
 
+/// Parses the command line; installed as `kubectl-scs` the binary is a kubectl plugin and names
+/// itself `kubectl scs` in help and errors.
+fn parse_cli(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let name = args.first().map_or("scs-operator", |argv0| plugin::command_name(argv0));
+    let command = Cli::command().name(name).bin_name(name);
+    command.try_get_matches_from(args).and_then(|matches| Cli::from_arg_matches(&matches))
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = parse_cli(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Run {
             config,
             health_addr,
@@ -104,6 +143,50 @@ fn main() -> ExitCode {
         }
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
+        Command::Status { target, namespace } => {
+            day2(|client| async move { Ok(plugin::status(client, &plugin::parse_target(&target)?, namespace).await?) })
+        }
+        Command::History { target, namespace } => day2(|client| async move {
+            let name = workload_name(&target)?;
+            Ok(plugin::history(client, &name, namespace).await?)
+        }),
+        Command::Rollback { target, namespace, to_revision } => day2(|client| async move {
+            let name = workload_name(&target)?;
+            plugin::rollback(client, &name, namespace, to_revision).await
+        }),
+    }
+}
+
+type Day2Result = Result<String, Box<dyn std::error::Error>>;
+
+/// Runs one day-2 command against the current kube context and prints its output.
+fn day2<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = Day2Result>,
+{
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        command(client).await
+    });
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The name in `swl/NAME` (history and rollback are about SecureWorkloads only).
+fn workload_name(target: &str) -> Result<String, String> {
+    match plugin::parse_target(target)? {
+        plugin::Target::Workload(name) => Ok(name),
+        plugin::Target::Tenant(_) => Err(format!("{target}: history and rollback are for SecureWorkloads (swl/NAME)")),
     }
 }
 
@@ -244,5 +327,37 @@ fn run_render(paths: &[PathBuf], recursive: bool, config: Option<PathBuf>) -> Ex
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        parse_cli(args.iter().map(Into::into).collect())
+    }
+
+    #[test]
+    fn the_plugin_offers_the_same_subcommands() {
+        let cli =
+            parse(&["/usr/local/bin/kubectl-scs", "rollback", "swl/web", "-n", "acme-prod", "--to-revision", "2"]);
+        match cli.unwrap().command {
+            Command::Rollback { target, namespace, to_revision } => {
+                assert_eq!(
+                    (target.as_str(), namespace.as_deref(), to_revision),
+                    ("swl/web", Some("acme-prod"), Some(2))
+                );
+            }
+            _ => panic!("not rollback"),
+        }
+        assert!(matches!(parse(&["kubectl-scs", "status", "tenant/acme"]).unwrap().command, Command::Status { .. }));
+        assert!(matches!(parse(&["scs-operator", "history", "swl/web"]).unwrap().command, Command::History { .. }));
+        assert!(matches!(parse(&["kubectl-scs", "render", "-f", "x.yaml"]).unwrap().command, Command::Render { .. }));
+        // Help and errors name the command the way it was invoked.
+        let help = parse(&["kubectl-scs", "--help"]).err().unwrap().to_string();
+        assert!(help.contains("Usage: kubectl scs <COMMAND>"), "{help}");
+        let help = parse(&["scs-operator", "--help"]).err().unwrap().to_string();
+        assert!(help.contains("Usage: scs-operator <COMMAND>"), "{help}");
     }
 }

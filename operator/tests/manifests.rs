@@ -267,6 +267,7 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     }
     assert_eq!(granted(&role), needed, "the ClusterRole must match the code's managed kinds exactly");
 
+    need("apps", "controllerrevisions", scs_operator::controller::history::VERBS);
     for rule in role.rules.iter().flatten() {
         assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "impersonate"), "{rule:?}");
         assert!(!rule.resources.iter().flatten().any(|r| r == "*"), "{rule:?}");

@@ -77,6 +77,9 @@ const WORKLOAD_ABILITIES: &[(&str, &str, &str)] = &[
     ("create", "networking.k8s.io", "ingresses"),
     ("create", "autoscaling", "horizontalpodautoscalers"),
     ("create", "scs.dev", "secureworkloads"),
+    ("get", "scs.dev", "secureworkloads/scale"),
+    ("update", "scs.dev", "secureworkloads/scale"),
+    ("patch", "scs.dev", "secureworkloads/scale"),
     ("get", "", "resourcequotas"),
     ("list", "", "endpoints"),
     ("list", "discovery.k8s.io", "endpointslices"),
@@ -164,6 +167,7 @@ fn viewer_only_reads_and_never_secrets() {
     assert!(namespaced_allows(&viewer, "list", "apps", "deployments"));
     assert!(namespaced_allows(&viewer, "get", "", "pods/log"));
     assert!(namespaced_allows(&viewer, "get", "scs.dev", "secureworkloads"));
+    assert!(namespaced_allows(&viewer, "get", "scs.dev", "secureworkloads/scale"));
     assert!(!namespaced_allows(&viewer, "get", "", "secrets"));
     assert!(!namespaced_allows(&viewer, "list", "", "secrets"));
     assert!(!namespaced_allows(&viewer, "create", "", "pods/exec"));

@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
     category = "scs",
     namespaced,
     status = "SecureWorkloadStatus",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind", description = "Kind of the workload"),
     printcolumn(
         name = "Ready",
@@ -120,7 +125,9 @@ pub struct SecureWorkloadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarted_at: Option<Time>,
 
-    /// Old revisions kept for rollback (default 10). Roll back by applying an older spec.
+    /// Old revisions kept: of the workload object (ReplicaSets, StatefulSet and DaemonSet
+    /// revisions) and of this SecureWorkload's own spec history (`status.revisions`, kept as
+    /// ControllerRevisions; roll back with the `scs.dev/rollback-to` annotation). Default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub revision_history_limit: Option<i32>,
@@ -434,4 +441,30 @@ pub struct ChildReference {
     pub kind: String,
     /// Name of the child (in the workload's namespace).
     pub name: String,
+}
+    /// Pods of the workload object (its `status.replicas`; for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the workload's pods, e.g. `scs.dev/workload=web` (for the scale
+    /// subresource, so an HorizontalPodAutoscaler can target the SecureWorkload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Revisions of the spec, oldest first (kept as ControllerRevisions named here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<RevisionSummary>,
+
+/// One revision of a SecureWorkload's spec.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSummary {
+    /// Revision number (increasing; a rollback makes the restored spec the newest revision).
+    pub revision: i64,
+    /// Name of the ControllerRevision holding the spec.
+    pub name: String,
+    /// When the revision was first recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// What changed from the revision before, e.g. `image app: 1.0 → 1.1`.
+    #[serde(default)]
+    pub summary: String,
 }

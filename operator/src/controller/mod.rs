@@ -11,6 +11,7 @@ pub mod context;
 pub mod diff;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod leader;
 pub mod managed;
 pub mod metrics;

@@ -15,6 +15,7 @@ use tracing::info;
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::Result;
+use super::history;
 use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
 use super::sync;
@@ -54,6 +55,10 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     let previous = workload.status.clone().unwrap_or_default();
     let generation = workload.metadata.generation;
 
+    // A rollback asked for by annotation: the revision's spec is copied back, which starts a new pass.
+    if let Some(outcome) = history::rollback(&ctx.client, workload).await? {
+        return report_rollback(workload, &ctx, &previous, outcome).await;
+    }
     let catalog = ctx.catalog();
     let Some(tenant) = owning_tenant(&ctx, &catalog, &namespace).await? else {
         // A Tenant and its workloads often arrive together (one kubectl apply, one Argo CD sync):
@@ -133,6 +138,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     }
     metrics().owns(&owner, &count_by_kind(&desired));
 
+    let revisions = history::record(&ctx.client, workload).await?;
     let kind = workload.spec.kind;
     let live = report
         .live_of(kind.as_str())
@@ -165,7 +171,10 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         failed: observed.as_ref().map(|o| o.failed).filter(|_| kind.as_str() == "Job"),
         last_schedule_time: observed.as_ref().and_then(|o| o.last_schedule_time.clone()),
         children: desired.iter().map(|c| ChildReference { kind: c.kind.clone(), name: c.name.clone() }).collect(),
-        conditions: conditions::merge(&previous.conditions, next),
+        conditions: conditions::merge(&previous.conditions, history::carry(&previous.conditions, next)),
+        replicas: live.as_ref().map(|o| history::status_replicas(kind, o, observed.as_ref().map(|o| o.ready))),
+        selector: Some(format!("{}={name}", labels::WORKLOAD)),
+        revisions,
     };
     // Events mark transitions: a new workload's first phase (waiting for its workload object or
     // rolling out) is said by its status alone.
@@ -347,4 +356,23 @@ async fn write_status(
     api.patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
         .await?;
     Ok(true)
+}
+
+/// Reports a rollback request (see [`history::rollback`]) as the `RolledBack` condition and an Event.
+async fn report_rollback(
+    workload: &SecureWorkload,
+    ctx: &Context,
+    previous: &SecureWorkloadStatus,
+    outcome: history::Rollback,
+) -> Result<Action> {
+    let (ok, reason, message) = match outcome {
+        history::Rollback::Done(message) => (true, "RolledBack", message),
+        history::Rollback::Refused(message) => (false, "RollbackRefused", message),
+    };
+    let mut next: Vec<_> = previous.conditions.iter().filter(|c| c.type_ != history::CONDITION).cloned().collect();
+    next.push(condition(history::CONDITION, ok, reason, message.clone(), workload.metadata.generation));
+    let status = SecureWorkloadStatus { conditions: conditions::merge(&previous.conditions, next), ..previous.clone() };
+    write_status(workload, ctx, previous, status).await?;
+    ctx.event(workload, !ok, reason, message).await;
+    Ok(Action::await_change())
 }
