@@ -200,7 +200,14 @@ async fn an_image_change_is_one_deployment_write() {
         .filter(|r| !r.path.contains("/secureworkloads/") && !r.path.contains("/events"))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    assert_eq!(child_writes, ["PATCH /apis/apps/v1/namespaces/acme-prod/deployments/web"]);
+    // The Deployment, and the new spec recorded as revision 2 (see workload_history.rs).
+    assert_eq!(
+        child_writes,
+        [
+            "PATCH /apis/apps/v1/namespaces/acme-prod/deployments/web",
+            "POST /apis/apps/v1/namespaces/acme-prod/controllerrevisions"
+        ]
+    );
     env.harness.stop().await;
 }
 
