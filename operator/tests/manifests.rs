@@ -78,7 +78,12 @@ fn every_manifest_is_a_well_formed_object() {
                 "DaemonSet" => drop(typed::<DaemonSet>(&document, &path)),
                 "ValidatingAdmissionPolicy" => drop(typed::<ValidatingAdmissionPolicy>(&document, &path)),
                 "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(&document, &path)),
-                "Kustomization" => assert_eq!(name, "kustomization.yaml", "{}", path.display()),
+                "Kustomization" | "Component" => assert_eq!(name, "kustomization.yaml", "{}", path.display()),
+                "Service" => drop(typed::<k8s_openapi::api::core::v1::Service>(&document, &path)),
+                // The Prometheus Operator's types: checked against our metrics below.
+                "ServiceMonitor" | "PrometheusRule" => {
+                    assert_eq!(document["apiVersion"], "monitoring.coreos.com/v1", "{}", path.display())
+                }
                 "Application" => {
                     // Argo CD's own type: the fields Argo CD needs, and a path that exists here when
                     // the source is this repository.
@@ -262,12 +267,12 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
         need("scs.dev", &format!("{}/status", crd.spec.names.plural), &["get", "patch"]);
     }
     need("events.k8s.io", "events", &["create", "patch"]);
+    need("apps", "controllerrevisions", scs_operator::controller::history::VERBS);
     for (group, resource, verb) in scs_operator::controller::cluster_cidrs::READS {
         need(group, resource, &[verb]);
     }
     assert_eq!(granted(&role), needed, "the ClusterRole must match the code's managed kinds exactly");
 
-    need("apps", "controllerrevisions", scs_operator::controller::history::VERBS);
     for rule in role.rules.iter().flatten() {
         assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "impersonate"), "{rule:?}");
         assert!(!rule.resources.iter().flatten().any(|r| r == "*"), "{rule:?}");
@@ -298,4 +303,48 @@ fn cloud_admins_are_bound_statically_and_never_to_a_system_group() {
         !BOUND_CLUSTER_ROLES.contains(&scs_operator::builders::rbac::CLOUD_ADMIN_ROLE),
         "the operator must not be able to bind scs:cloud-admin"
     );
+}
+
+/// Metric names (`scs_operator_...`) in `text`, without the `_total`/`_bucket`/`_sum`/`_count`
+/// suffixes the exposition adds.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (start, _) in text.match_indices("scs_operator_") {
+        let name: String =
+            text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+        let base = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .fold(name, |n, suffix| n.strip_suffix(suffix).map(str::to_string).unwrap_or(n));
+        names.insert(base);
+    }
+    names
+}
+
+#[test]
+fn alerts_and_dashboard_use_metrics_the_operator_exports() {
+    // Families show in the exposition once they have a sample: give each one.
+    let metrics = scs_operator::controller::metrics::metrics();
+    metrics.reconciled("tenant", false, std::time::Duration::from_millis(1));
+    metrics.owns("Tenant/probe", &std::collections::HashMap::from([("Namespace".to_string(), 1)]));
+    metrics.api_request("get");
+    metrics.workload_phase("probe/web", Some(("probe", "Degraded")));
+    metrics.tenant_quota("probe", &[("pods".to_string(), 0.5)]);
+    let exported = metric_names(&metrics.encode());
+    let rules = std::fs::read_to_string(root().join("manifests/monitoring/prometheusrule.yaml")).unwrap();
+    let dashboard = std::fs::read_to_string(root().join("manifests/monitoring/scs-operator-dashboard.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 6));
+    let alerts = &documents(&root().join("manifests/monitoring/prometheusrule.yaml"))[0]["spec"]["groups"][0]["rules"];
+    let names: Vec<&str> = alerts.as_array().unwrap().iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["ScsOperatorNoLeader", "ScsOperatorReconcileErrors", "ScsWorkloadsDegraded", "ScsTenantQuotaNearlyFull"]
+    );
+    for (what, text) in [("prometheusrule.yaml", rules), ("dashboard", dashboard)] {
+        let used = metric_names(&text);
+        assert!(!used.is_empty(), "{what} uses no metric");
+        for name in used {
+            assert!(exported.contains(&name), "{what} uses {name}, which the operator does not export: {exported:?}");
+        }
+    }
 }

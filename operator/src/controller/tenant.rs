@@ -396,6 +396,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         })
         .cloned()
         .collect();
+    if let Some(quota) = &status.quota {
+        metrics().tenant_quota(&name, &super::metrics::quota_ratios(quota));
+    }
     let ready_before = conditions::is_true(&previous.conditions, "Ready");
     let ready_now = conditions::is_true(&status.conditions, "Ready");
     let conflicts_before: Vec<String> =
@@ -678,6 +681,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     if forced {
         let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
         metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
+        metrics().tenant_quota(&tenant.name_any(), &[]);
         info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
         return Ok(Action::await_change());
     }
@@ -722,6 +726,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         return Err(Error::DeletionHeld(message));
     }
     metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
+    metrics().tenant_quota(&tenant.name_any(), &[]);
     info!(tenant = %tenant.name_any(), deleted = report.deleted, "tenant cleaned up");
     Ok(Action::await_change())
 }

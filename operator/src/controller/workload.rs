@@ -45,6 +45,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     let Some(guarded) = guarded.filter(|g| g.0.as_ref().map_or(true, |w| w.metadata.deletion_timestamp.is_none()))
     else {
         metrics().owns(&owner, &Default::default());
+        metrics().workload_phase(&owner, None);
         return Ok(Action::await_change()); // garbage collection removes the owned children
     };
     let Some(workload) = super::readable(&guarded) else { return Ok(Action::await_change()) };
@@ -54,11 +55,11 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     // Read just now, so it includes the status the previous pass wrote.
     let previous = workload.status.clone().unwrap_or_default();
     let generation = workload.metadata.generation;
-
     // A rollback asked for by annotation: the revision's spec is copied back, which starts a new pass.
     if let Some(outcome) = history::rollback(&ctx.client, workload).await? {
         return report_rollback(workload, &ctx, &previous, outcome).await;
     }
+
     let catalog = ctx.catalog();
     let Some(tenant) = owning_tenant(&ctx, &catalog, &namespace).await? else {
         // A Tenant and its workloads often arrive together (one kubectl apply, one Argo CD sync):
@@ -137,8 +138,8 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
     }
     metrics().owns(&owner, &count_by_kind(&desired));
-
     let revisions = history::record(&ctx.client, workload).await?;
+
     let kind = workload.spec.kind;
     let live = report
         .live_of(kind.as_str())
@@ -159,6 +160,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         None
     };
     let (phase, ready, next) = with_failures(workload, assessed, problem, &report.refused);
+    metrics().workload_phase(&owner, Some((&tenant.name_any(), &format!("{phase:?}"))));
     let children_ready = next.iter().find(|c| c.type_ == "ChildrenReady").cloned();
     let status = SecureWorkloadStatus {
         observed_generation: generation,
@@ -170,11 +172,11 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         succeeded: observed.as_ref().map(|o| o.succeeded).filter(|_| kind.as_str() == "Job"),
         failed: observed.as_ref().map(|o| o.failed).filter(|_| kind.as_str() == "Job"),
         last_schedule_time: observed.as_ref().and_then(|o| o.last_schedule_time.clone()),
-        children: desired.iter().map(|c| ChildReference { kind: c.kind.clone(), name: c.name.clone() }).collect(),
-        conditions: conditions::merge(&previous.conditions, history::carry(&previous.conditions, next)),
         replicas: live.as_ref().map(|o| history::status_replicas(kind, o, observed.as_ref().map(|o| o.ready))),
         selector: Some(format!("{}={name}", labels::WORKLOAD)),
         revisions,
+        children: desired.iter().map(|c| ChildReference { kind: c.kind.clone(), name: c.name.clone() }).collect(),
+        conditions: conditions::merge(&previous.conditions, history::carry(&previous.conditions, next)),
     };
     // Events mark transitions: a new workload's first phase (waiting for its workload object or
     // rolling out) is said by its status alone.
