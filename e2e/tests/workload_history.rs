@@ -160,3 +160,41 @@ async fn rollback_by_annotation_restores_the_spec_and_refuses_unknown_revisions(
     assert_eq!(deployment_image(&harness), "registry.example.com/app:1.0");
     harness.stop().await;
 }
+
+/// The plugin's commands (`kubectl scs history|rollback|status`) against the API: the same
+/// functions the binary runs, with the harness's client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_commands_read_history_and_request_a_rollback() {
+    use scs_operator::plugin;
+    let harness = start().await;
+    create_web(&harness, None).await;
+    eventually("revision 1", || async { listed(&harness).len() == 1 }).await;
+    patch(&harness, image_patch("registry.example.com/app:1.1")).await;
+    eventually("revision 2", || async { listed(&harness).len() == 2 }).await;
+
+    let history = plugin::history(harness.client.clone(), "web", Some(NS.into())).await.unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "{history}");
+    assert!(lines[0].starts_with("REVISION") && lines[0].ends_with("CHANGE"), "{history}");
+    assert!(lines[1].starts_with("1 ") && lines[1].ends_with("created"), "{history}");
+    assert!(lines[2].starts_with("2 (current)") && lines[2].ends_with("image app: 1.0 → 1.1"), "{history}");
+
+    // Without --to-revision: the previous revision.
+    let said = plugin::rollback(harness.client.clone(), "web", Some(NS.into()), None).await.unwrap();
+    assert!(said.contains("rollback to revision 1 requested"), "{said}");
+    eventually("rolled back", || async { deployment_image(&harness) == "registry.example.com/app:1.0" }).await;
+    eventually("status says so", || async {
+        let status = plugin::status(harness.client.clone(), &plugin::Target::Workload("web".into()), Some(NS.into()))
+            .await
+            .unwrap();
+        status.contains("Revision:         3") && status.contains("RolledBack")
+    })
+    .await;
+    let tenant =
+        plugin::status(harness.client.clone(), &plugin::parse_target("tenant/acme").unwrap(), None).await.unwrap();
+    assert!(tenant.starts_with("Tenant: acme\nReady:  True\n"), "{tenant}");
+    assert!(tenant.contains("acme-prod"), "{tenant}");
+    let missing = plugin::history(harness.client.clone(), "nope", Some(NS.into())).await.unwrap_err();
+    assert!(missing.to_string().contains("not found"), "{missing}");
+    harness.stop().await;
+}
