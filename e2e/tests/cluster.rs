@@ -252,6 +252,47 @@ async fn offline_validation_agrees_with_the_api_server_field_by_field() {
         (&workload, json!({"spec": {"gpu": {"vendor": "amd", "count": 1}}})),
         (&workload, json!({"spec": {"template": {"spec": {"hostPID": true}}}})),
         (&workload, json!({"spec": {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}})),
+        // Issue 14: names (a root rule on metadata.name), Job/CronJob options, the strategy rule.
+        (&tenant, json!({"metadata": {"name": "t".repeat(63)}})),
+        (&tenant, json!({"metadata": {"name": "t".repeat(64)}})),
+        (&tenant, json!({"metadata": {"name": "acme.prod"}})),
+        (&network, json!({"metadata": {"name": "n".repeat(64)}})),
+        (&workload, json!({"metadata": {"name": "w".repeat(52)}})),
+        (&workload, json!({"metadata": {"name": "w".repeat(53)}})),
+        (&workload, json!({"metadata": {"name": "ledger.v2"}})),
+        (&workload, json!({"spec": {"job": {"backoffLimit": 1}}})),
+        (
+            &workload,
+            json!({"spec": {"kind": "Job", "replicas": 2, "updateStrategy": null, "job": {"completions": 4, "backoffLimit": 0, "activeDeadlineSeconds": 600}}}),
+        ),
+        (&workload, json!({"spec": {"kind": "Job", "updateStrategy": null, "job": {"ttlSecondsAfterFinished": 60}}})),
+        (&workload, json!({"spec": {"kind": "Job", "updateStrategy": null, "job": {"completions": 0}}})),
+        (
+            &workload,
+            json!({"spec": {"kind": "Job", "updateStrategy": null, "cronJob": {"concurrencyPolicy": "Allow"}}}),
+        ),
+        (
+            &workload,
+            json!({"spec": {"kind": "CronJob", "schedule": "30 2 * * *", "updateStrategy": null, "job": {"ttlSecondsAfterFinished": 60},
+                "cronJob": {"timeZone": "Asia/Shanghai", "concurrencyPolicy": "Replace", "startingDeadlineSeconds": 120, "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 1}}}),
+        ),
+        (
+            &workload,
+            json!({"spec": {"kind": "CronJob", "schedule": "TZ=Asia/Shanghai 30 2 * * *", "updateStrategy": null}}),
+        ),
+        (&workload, json!({"spec": {"kind": "CronJob", "schedule": "CRON_TZ=UTC 30 2 * * *", "updateStrategy": null}})),
+        (
+            &workload,
+            json!({"spec": {"kind": "CronJob", "schedule": "@daily", "updateStrategy": null, "cronJob": {"concurrencyPolicy": "Sometimes"}}}),
+        ),
+        (
+            &workload,
+            json!({"spec": {"kind": "Deployment", "replicas": 1, "volumes": null, "updateStrategy": {"maxSurge": 1}, "networks": [{"name": "office-vlan", "ips": ["192.168.100.30/24"]}]}}),
+        ),
+        (
+            &workload,
+            json!({"spec": {"kind": "Deployment", "replicas": 1, "volumes": null, "updateStrategy": null, "networks": [{"name": "office-vlan", "ips": ["192.168.100.30/24"]}]}}),
+        ),
     ];
     let schemas = CrdSchemas::new();
     let mut disagreements = Vec::new();

@@ -356,10 +356,9 @@ fn check_metadata(name: &str, namespace: Option<&str>, namespaced: bool) -> Vec<
     if name.is_empty() {
         errors.push(FieldError::new("metadata.name", "required field is missing"));
     } else if !is_dns_label(name, max) {
-        errors.push(FieldError::new(
-            "metadata.name",
-            format!("{name:?} must be a DNS-1123 label of at most {max} characters (lowercase letters, digits, '-')"),
-        ));
+        // The CRDs' own rules on the name say the same (see `api::CLUSTER_NAME_MESSAGE`).
+        let message = if namespaced { api::WORKLOAD_NAME_MESSAGE } else { api::CLUSTER_NAME_MESSAGE };
+        errors.push(FieldError::new("metadata.name", message.trim_start_matches("metadata.name: ")));
     }
     if namespaced {
         match namespace {

@@ -7,6 +7,15 @@ pub const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-
 /// A Kubernetes label value (may be empty in Kubernetes, but we never want an empty one).
 pub const LABEL_VALUE: &str = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
 
+/// CEL rule on the name of a cluster-scoped object whose name becomes a namespace name or a label
+/// value (Tenant, SdnNetwork): a DNS-1123 label. The API server itself only asks for a subdomain.
+pub const CLUSTER_NAME_RULE: &str =
+    "size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+/// The message of [`CLUSTER_NAME_RULE`], as `render` words it (a root rule cannot name a metadata
+/// field path, so the message does).
+pub const CLUSTER_NAME_MESSAGE: &str =
+    "metadata.name: must be a DNS-1123 label of at most 63 characters (lowercase letters, digits, '-')";
+
 /// Longest quantity string accepted. The API server's CEL cost estimator needs a bound on every
 /// string a rule reads; without one the quantity rules exceed the per-rule budget and the CRD is
 /// rejected.

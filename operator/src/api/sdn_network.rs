@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
     status = "SdnNetworkStatus",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type", description = "CNI plugin of the network"),
     printcolumn(name = "CIDR", type_ = "string", json_path = ".spec.cidr", description = "Subnet of the network"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(super::CLUSTER_NAME_RULE).message(super::CLUSTER_NAME_MESSAGE)
 )]
 #[x_kube(validation = Rule::new("self.type == 'kube-ovn' || has(self.master)")
     .message("master (host interface or bridge) is required for macvlan, ipvlan and bridge networks").field_path(".master"))]

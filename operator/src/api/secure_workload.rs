@@ -34,8 +34,19 @@ use serde::{Deserialize, Serialize};
         description = "Ready pods out of desired"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(WORKLOAD_NAME_RULE).message(WORKLOAD_NAME_MESSAGE)
 )]
+#[x_kube(validation = Rule::new("!has(self.job) || self.kind in ['Job', 'CronJob']")
+    .message("job applies to kind Job and CronJob only").field_path(".job"))]
+#[x_kube(validation = Rule::new("self.kind != 'Job' || !has(self.job) || !has(self.job.ttlSecondsAfterFinished)")
+    .message("ttlSecondsAfterFinished would delete the Job and the operator would start it again: delete the SecureWorkload instead (it applies to the Jobs of a CronJob)")
+    .field_path(".job.ttlSecondsAfterFinished"))]
+#[x_kube(validation = Rule::new("!has(self.cronJob) || self.kind == 'CronJob'")
+    .message("cronJob applies to kind CronJob only").field_path(".cronJob"))]
+#[x_kube(validation = Rule::new(
+    "self.kind != 'Deployment' || !has(self.updateStrategy) || (!has(self.updateStrategy.maxSurge) && !has(self.updateStrategy.maxUnavailable)) || !has(self.networks) || self.networks.all(n, !has(n.ips) || size(n.ips) == 0)"
+).message("a Deployment with static ips is replaced with the Recreate strategy (two pods cannot hold one address): maxSurge and maxUnavailable do not apply").field_path(".updateStrategy"))]
 #[x_kube(validation = Rule::new("self.kind == 'CronJob' ? has(self.schedule) : !has(self.schedule)")
     .message("schedule is required when kind is CronJob and not allowed for other kinds").field_path(".schedule"))]
 #[x_kube(validation = Rule::new("self.kind != 'DaemonSet' || !has(self.replicas)")
@@ -75,7 +86,16 @@ pub struct SecureWorkloadSpec {
     /// Cron schedule of a CronJob, e.g. `30 2 * * *`. Required for, and only for, a CronJob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 9, max = 128))]
+    #[x_kube(validation = Rule::new(SCHEDULE_TZ_RULE).message(SCHEDULE_TZ_MESSAGE))]
     pub schedule: Option<String>,
+
+    /// Job settings: of the Job (kind Job) or of every Job a CronJob starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobOptions>,
+
+    /// CronJob settings (kind CronJob only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_job: Option<CronJobOptions>,
 
     /// The pod template, as in any Kubernetes workload. Whatever it says, pods get the tenant's Kata
     /// `runtimeClassName`; hostNetwork, hostPID, hostIPC and privileged containers are rejected.
@@ -131,6 +151,98 @@ pub struct SecureWorkloadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub revision_history_limit: Option<i32>,
+}
+
+/// CEL rule on a SecureWorkload's name: children are named `<name>-headless`, StatefulSet pods
+/// carry `<name>-<10-char hash>` as a label value and a CronJob's Jobs `<name>-<11 chars>`, all
+/// within the 63 characters of a DNS label.
+pub const WORKLOAD_NAME_RULE: &str =
+    "size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+/// The message of [`WORKLOAD_NAME_RULE`], as `render` words it (a root rule cannot name a
+/// metadata field path, so the message does).
+pub const WORKLOAD_NAME_MESSAGE: &str =
+    "metadata.name: must be a DNS-1123 label of at most 52 characters (lowercase letters, digits, '-')";
+
+/// CEL rule on `schedule`: no time zone prefix (the API server refuses it in a CronJob since 1.29).
+pub const SCHEDULE_TZ_RULE: &str = "!self.contains('TZ=')";
+/// The message of [`SCHEDULE_TZ_RULE`].
+pub const SCHEDULE_TZ_MESSAGE: &str =
+    "TZ= and CRON_TZ= are not accepted in a schedule: set spec.cronJob.timeZone instead";
+
+/// Job settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobOptions {
+    /// Successful pods the Job needs to complete (default 1). `replicas` is how many run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub completions: Option<i32>,
+
+    /// Retries before the Job is marked failed (Kubernetes default 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub backoff_limit: Option<i32>,
+
+    /// Seconds the Job may run, retries included, before it is failed (at most a year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 31536000))]
+    pub active_deadline_seconds: Option<i64>,
+
+    /// Seconds after which a finished Job (and its pods) is deleted (at most a year). For a Job of
+    /// kind Job the operator would create it again: leave it unset there unless the workload is
+    /// deleted with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub ttl_seconds_after_finished: Option<i32>,
+}
+
+/// CronJob settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobOptions {
+    /// IANA time zone of the schedule, e.g. `Asia/Shanghai` (default: the controller manager's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"))]
+    pub time_zone: Option<String>,
+
+    /// What to do when a run is due while the previous one still runs: `Forbid` (default: skip
+    /// it; overlapping runs double the quota used), `Allow` or `Replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_policy: Option<ConcurrencyPolicy>,
+
+    /// Seconds after its scheduled time that a missed run may still start (at most a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub starting_deadline_seconds: Option<i64>,
+
+    /// Finished successful Jobs kept (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub successful_jobs_history_limit: Option<i32>,
+
+    /// Finished failed Jobs kept (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed_jobs_history_limit: Option<i32>,
+}
+
+/// CronJob concurrency policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConcurrencyPolicy {
+    Allow,
+    Forbid,
+    Replace,
+}
+
+impl ConcurrencyPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyPolicy::Allow => "Allow",
+            ConcurrencyPolicy::Forbid => "Forbid",
+            ConcurrencyPolicy::Replace => "Replace",
+        }
+    }
 }
 
 fn default_true() -> bool {

@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether every concern of the tenant is in place"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(super::CLUSTER_NAME_RULE).message(super::CLUSTER_NAME_MESSAGE)
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.members) || self.members.all(m, self.members.exists_one(o, o.kind == m.kind && o.name == m.name && (has(o.__namespace__) ? o.__namespace__ : '') == (has(m.__namespace__) ? m.__namespace__ : '')))"

@@ -235,6 +235,23 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
             Some(_) => {}
         }
     }
+    // The builder replaces the pods of a Deployment holding a ReadWriteOnce volume (Recreate):
+    // rolling-update settings the user asked for would be dropped, so they are refused. (Static
+    // ips do the same; the CRD's own rule refuses those.)
+    let rolling = spec.update_strategy.as_ref().is_some_and(|s| s.max_surge.is_some() || s.max_unavailable.is_some());
+    if spec.kind == WorkloadKind::Deployment && rolling {
+        let single_attach =
+            spec.volumes.iter().find(|v| config.storage_tiers.get(&v.tier).is_some_and(|t| !t.read_write_many));
+        if let Some(volume) = single_attach {
+            push(
+                "spec.updateStrategy".into(),
+                format!(
+                    "volume {:?} has the ReadWriteOnce tier {:?}: the old and the new pod cannot both mount it, so the Deployment replaces its pods (Recreate) and maxSurge/maxUnavailable do not apply; remove them or use a ReadWriteMany tier",
+                    volume.name, volume.tier
+                ),
+            );
+        }
+    }
     if let Some(host) = spec.expose.as_ref().and_then(|e| e.ingress.as_ref()).map(|i| i.host.as_str()) {
         let domains = tenant.spec.ingress.as_ref().map(|i| i.domains.as_slice()).unwrap_or_default();
         if !domains.iter().any(|d| host_in_domain(host, d)) {

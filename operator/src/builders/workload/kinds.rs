@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::volumes::claim_template;
-use crate::api::{SecureWorkload, WorkloadKind};
+use crate::api::{ConcurrencyPolicy, SecureWorkload, WorkloadKind};
 use crate::builders::Child;
 use crate::config::OperatorConfig;
 
@@ -43,9 +43,7 @@ pub fn workload_object(
     let strategy = spec.update_strategy.clone().unwrap_or_default();
     match spec.kind {
         WorkloadKind::Deployment => {
-            // A static address or a single-attach volume cannot be held by two pods at once.
-            let exclusive = spec.networks.iter().any(|n| !n.ips.is_empty()) || !spec.volumes.is_empty();
-            let strategy = if exclusive {
+            let strategy = if needs_recreate(workload, config) {
                 DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
             } else {
                 DeploymentStrategy {
@@ -123,29 +121,50 @@ pub fn workload_object(
         WorkloadKind::Job => {
             Child::from_resource(&Job { metadata, spec: Some(job_spec(workload, template)), status: None })
         }
-        WorkloadKind::CronJob => Child::from_resource(&CronJob {
-            metadata: metadata.clone(),
-            spec: Some(CronJobSpec {
-                schedule: spec.schedule.clone().unwrap_or_default(),
-                suspend: Some(spec.suspended == Some(true)),
-                // Runs of a sandboxed job never overlap unless asked to: overlapping runs double the quota used.
-                concurrency_policy: Some("Forbid".into()),
-                successful_jobs_history_limit: Some(3),
-                failed_jobs_history_limit: Some(3),
-                job_template: JobTemplateSpec {
-                    metadata: Some(ObjectMeta { labels: metadata.labels.clone(), ..Default::default() }),
-                    spec: Some(JobSpec { suspend: None, ..job_spec(workload, template) }),
-                },
-                ..Default::default()
-            }),
-            status: None,
-        }),
+        WorkloadKind::CronJob => {
+            let cron = spec.cron_job.clone().unwrap_or_default();
+            Child::from_resource(&CronJob {
+                metadata: metadata.clone(),
+                spec: Some(CronJobSpec {
+                    schedule: spec.schedule.clone().unwrap_or_default(),
+                    suspend: Some(spec.suspended == Some(true)),
+                    // Runs of a sandboxed job never overlap unless asked to: overlapping runs double the quota used.
+                    concurrency_policy: Some(
+                        cron.concurrency_policy.unwrap_or(ConcurrencyPolicy::Forbid).as_str().into(),
+                    ),
+                    time_zone: cron.time_zone.clone(),
+                    starting_deadline_seconds: cron.starting_deadline_seconds,
+                    successful_jobs_history_limit: Some(cron.successful_jobs_history_limit.unwrap_or(3)),
+                    failed_jobs_history_limit: Some(cron.failed_jobs_history_limit.unwrap_or(3)),
+                    job_template: JobTemplateSpec {
+                        metadata: Some(ObjectMeta { labels: metadata.labels.clone(), ..Default::default() }),
+                        spec: Some(JobSpec { suspend: None, ..job_spec(workload, template) }),
+                    },
+                }),
+                status: None,
+            })
+        }
     }
 }
 
+/// Whether a Deployment must replace its pods instead of rolling them: a static address, or a
+/// volume of a ReadWriteOnce tier, cannot be held by the old and the new pod at once. Volumes of
+/// ReadWriteMany tiers keep RollingUpdate. Validation refuses rolling-update settings where this
+/// holds (`validate::cross::workload_errors`, and the CRD rule for static ips).
+pub fn needs_recreate(workload: &SecureWorkload, config: &OperatorConfig) -> bool {
+    let spec = &workload.spec;
+    spec.networks.iter().any(|n| !n.ips.is_empty())
+        || spec.volumes.iter().any(|v| !config.storage_tiers.get(&v.tier).is_some_and(|t| t.read_write_many))
+}
+
 fn job_spec(workload: &SecureWorkload, template: PodTemplateSpec) -> JobSpec {
+    let options = workload.spec.job.clone().unwrap_or_default();
     JobSpec {
         parallelism: Some(workload.spec.replicas.unwrap_or(1)),
+        completions: options.completions,
+        backoff_limit: options.backoff_limit,
+        active_deadline_seconds: options.active_deadline_seconds,
+        ttl_seconds_after_finished: options.ttl_seconds_after_finished,
         suspend: Some(workload.spec.suspended == Some(true)),
         template,
         ..Default::default()

@@ -39,21 +39,44 @@ pub fn child_labels(workload: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// Whether a label of a SecureWorkload is the platform's, not the user's: `scs.dev/` (and its
+/// subdomains), `kubernetes.io/`, `k8s.io/` and `app.kubernetes.io/managed-by`.
+pub fn is_reserved_label(key: &str) -> bool {
+    let prefix = key.split_once('/').map_or("", |(prefix, _)| prefix);
+    key == labels::MANAGED_BY
+        || ["scs.dev", "kubernetes.io", "k8s.io"].contains(&prefix)
+        || prefix.ends_with(".scs.dev")
+}
+
+/// The SecureWorkload's own labels that its children and pods carry too (reserved ones left out).
+/// They never enter a selector: selectors are immutable.
+pub fn copied_labels(workload: &SecureWorkload) -> BTreeMap<String, String> {
+    workload.labels().iter().filter(|(key, _)| !is_reserved_label(key)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// Everything the operator creates for `workload` of `tenant`.
 pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &OperatorConfig) -> Vec<Child> {
     let name = workload.name_any();
     let namespace = workload.namespace();
     let owner = workload.controller_owner_ref(&());
+    let user_labels = copied_labels(workload);
+    let mut labels = user_labels.clone();
+    labels.extend(child_labels(&name));
     let metadata = |child_name: String, owned: bool| ObjectMeta {
         name: Some(child_name),
         namespace: namespace.clone(),
-        labels: Some(child_labels(&name)),
+        labels: Some(labels.clone()),
         owner_references: owner.clone().filter(|_| owned).map(|o| vec![o]),
         ..Default::default()
     };
     let selector = selector_labels(&name);
     let spec = &workload.spec;
-    let template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
+    let mut template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
+    // The template's own labels (and the selector's) win over the workload's.
+    let pod_labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(BTreeMap::new);
+    for (key, value) in user_labels {
+        pod_labels.entry(key).or_insert(value);
+    }
     let headless = headless_service_name(&name);
 
     let mut main = kinds::workload_object(

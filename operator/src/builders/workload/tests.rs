@@ -326,3 +326,95 @@ fn render_without_uid_has_no_owner_references() {
     let children = workload_children(&object, &tenant(), &OperatorConfig::default());
     assert!(children.iter().all(|c| c.object["metadata"].get("ownerReferences").is_none()));
 }
+
+#[test]
+fn job_and_cronjob_options_reach_the_batch_objects() {
+    let job = build("kind: Job\nreplicas: 2\njob: {completions: 5, backoffLimit: 1, activeDeadlineSeconds: 600}\n");
+    let spec = &find(&job, "Job", "web")["spec"];
+    assert_eq!((spec["parallelism"].clone(), spec["completions"].clone()), (json!(2), json!(5)));
+    assert_eq!((spec["backoffLimit"].clone(), spec["activeDeadlineSeconds"].clone()), (json!(1), json!(600)));
+    assert!(spec.get("ttlSecondsAfterFinished").is_none());
+
+    let cron = build(
+        "kind: CronJob\nschedule: '0 3 * * *'\njob: {backoffLimit: 0, ttlSecondsAfterFinished: 3600}\n\
+         cronJob: {timeZone: Asia/Shanghai, concurrencyPolicy: Replace, startingDeadlineSeconds: 300, \
+         successfulJobsHistoryLimit: 1, failedJobsHistoryLimit: 5}\n",
+    );
+    let spec = &find(&cron, "CronJob", "web")["spec"];
+    assert_eq!(spec["timeZone"], "Asia/Shanghai");
+    assert_eq!(spec["concurrencyPolicy"], "Replace");
+    assert_eq!(spec["startingDeadlineSeconds"], 300);
+    assert_eq!(
+        (spec["successfulJobsHistoryLimit"].clone(), spec["failedJobsHistoryLimit"].clone()),
+        (json!(1), json!(5))
+    );
+    let job = &spec["jobTemplate"]["spec"];
+    assert_eq!((job["backoffLimit"].clone(), job["ttlSecondsAfterFinished"].clone()), (json!(0), json!(3600)));
+
+    let defaults = build("kind: CronJob\nschedule: '@daily'\n");
+    let spec = &find(&defaults, "CronJob", "web")["spec"];
+    assert_eq!(spec["concurrencyPolicy"], "Forbid", "overlapping runs stay off unless asked for");
+    assert_eq!(
+        (spec["successfulJobsHistoryLimit"].clone(), spec["failedJobsHistoryLimit"].clone()),
+        (json!(3), json!(3))
+    );
+    assert!(spec.get("timeZone").is_none() && spec.get("startingDeadlineSeconds").is_none());
+    assert!(spec["jobTemplate"]["spec"].get("completions").is_none());
+}
+
+#[test]
+fn only_single_attach_volumes_and_static_ips_make_a_deployment_recreate() {
+    let mut config = OperatorConfig::default();
+    config.storage_tiers.get_mut("capacity").unwrap().read_write_many = true;
+    let strategy = |spec: &str| {
+        let children = workload_children(&workload(&format!("kind: Deployment\n{spec}{POD}")), &tenant(), &config);
+        find(&children, "Deployment", "web")["spec"]["strategy"].clone()
+    };
+    let shared = "volumes:\n  - {name: shared, size: 1Gi, tier: capacity, mountPath: /shared}\n";
+    let single = "volumes:\n  - {name: data, size: 1Gi, tier: performance, mountPath: /data}\n";
+    let rolling = "updateStrategy: {maxSurge: 1, maxUnavailable: 0}\n";
+    assert_eq!(strategy(shared), json!({"type": "RollingUpdate"}), "ReadWriteMany volumes roll");
+    assert_eq!(
+        strategy(&format!("{shared}{rolling}")),
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
+        "and keep the user's settings"
+    );
+    assert_eq!(strategy(single), json!({"type": "Recreate"}), "a ReadWriteOnce volume is never mounted twice");
+    assert_eq!(strategy(&format!("{shared}{single}")), json!({"type": "Recreate"}));
+}
+
+#[test]
+fn workload_labels_reach_children_and_pods_but_never_selectors() {
+    let mut object = workload(&format!("kind: StatefulSet\nexpose: {{ports: [{{port: 80}}]}}\n{POD}"));
+    object.metadata.labels = Some(
+        [
+            ("team", "payments"),
+            ("app", "not-the-template's"),
+            ("app.kubernetes.io/name", "ledger"),
+            ("app.kubernetes.io/managed-by", "helm"),
+            ("scs.dev/workload", "other"),
+            ("kubernetes.io/metadata.name", "x"),
+            ("k8s.io/x", "y"),
+            ("tenant.scs.dev/x", "y"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    let children = workload_children(&object, &tenant(), &OperatorConfig::default());
+    let expected = json!({
+        "team": "payments", "app": "not-the-template's", "app.kubernetes.io/name": "ledger",
+        "app.kubernetes.io/managed-by": "scs-operator", "scs.dev/workload": "web",
+    });
+    for child in &children {
+        assert_eq!(child.object["metadata"]["labels"], expected, "{} {}", child.kind, child.name);
+    }
+    let set = find(&children, "StatefulSet", "web");
+    assert_eq!(set["spec"]["selector"], json!({"matchLabels": {"scs.dev/workload": "web"}}));
+    assert_eq!(
+        set["spec"]["template"]["metadata"]["labels"],
+        json!({"team": "payments", "app": "web", "app.kubernetes.io/name": "ledger", "scs.dev/workload": "web"}),
+        "the template's own labels win; reserved ones stay out"
+    );
+    assert_eq!(find(&children, "Service", "web")["spec"]["selector"], json!({"scs.dev/workload": "web"}));
+}
