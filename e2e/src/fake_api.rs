@@ -298,6 +298,11 @@ impl FakeApiServer {
         });
     }
 
+    /// Drops every injected failure not yet used.
+    pub fn clear_failures(&self) {
+        self.state.failures.lock().unwrap().clear();
+    }
+
     /// Injected failures not yet used.
     pub fn pending_failures(&self) -> usize {
         self.state.failures.lock().unwrap().iter().map(|f| f.remaining).sum()

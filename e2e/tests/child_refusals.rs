@@ -4,7 +4,7 @@
 //! reported. The real API server's own refusals are in `cluster_status.rs`.
 
 use e2e::harness::{Harness, eventually};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use scs_operator::api::SecureWorkload;
 use serde_json::{Value, json};
 
@@ -52,8 +52,8 @@ async fn a_refused_workload_child_is_reported_then_cleared() {
     let harness = Harness::start().await;
     harness.create_tenant(tenant()).await;
     eventually("tenant ready", || async { harness.is_ready("acme") }).await;
-    // The Service apply is refused twice (the first pass and the first retry), then taken.
-    harness.server.fail_next_with("PATCH", &format!("/namespaces/{NS}/services/web"), 2, 422, "Invalid", REFUSAL);
+    // The Service apply is refused until the test clears the fault.
+    harness.server.fail_next_with("PATCH", &format!("/namespaces/{NS}/services/web"), 1000, 422, "Invalid", REFUSAL);
     let api: Api<SecureWorkload> = Api::namespaced(harness.client.clone(), NS);
     api.create(&PostParams::default(), &web()).await.unwrap();
     eventually("ChildrenReady=False/ApplyFailed", || async {
@@ -67,7 +67,10 @@ async fn a_refused_workload_child_is_reported_then_cleared() {
     // The rest of the workload is applied all the same.
     assert!(harness.server.get(&format!("/apis/apps/v1/namespaces/{NS}/deployments/web")).is_some());
     eventually("one ApplyFailed event", || async { !event_notes(&harness, "ApplyFailed").is_empty() }).await;
-    // Retried with backoff until taken; then cleared, with an Event saying so.
+    // Retried (with backoff, or at once on a change) until taken; then cleared, with an Event.
+    harness.server.clear_failures();
+    let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});
+    api.patch("web", &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
     eventually("ChildrenReady=True", || async {
         workload_condition(&harness, "ChildrenReady").is_some_and(|c| c.0 == "True")
     })
@@ -101,7 +104,7 @@ async fn a_transient_failure_is_retried_without_a_condition() {
 async fn a_refused_tenant_child_is_reported_then_cleared() {
     let harness = Harness::start().await;
     let denial = "resourcequotas \"acme\" is forbidden: ValidatingAdmissionPolicy 'test' denied request";
-    harness.server.fail_next_with("PATCH", "/resourcequotas/", 2, 403, "Forbidden", denial);
+    harness.server.fail_next_with("PATCH", "/resourcequotas/", 1000, 403, "Forbidden", denial);
     harness.create_tenant(tenant()).await;
     eventually("tenant ChildrenReady=False/ApplyFailed", || async {
         harness.condition("acme", "ChildrenReady").is_some_and(|c| c.0 == "False" && c.1 == "ApplyFailed")
@@ -113,6 +116,8 @@ async fn a_refused_tenant_child_is_reported_then_cleared() {
     let ready = harness.condition("acme", "Ready").unwrap();
     assert_eq!((ready.0.as_str(), ready.1.as_str()), ("False", "ApplyFailed"));
     assert!(harness.server.get(&format!("/api/v1/namespaces/{NS}")).is_some(), "the rest is applied");
+    harness.server.clear_failures();
+    harness.patch_tenant("acme", json!({"metadata": {"labels": {"test/touch": "1"}}})).await;
     eventually("tenant ready after the retry", || async { harness.is_ready("acme") }).await;
     assert_eq!(harness.condition("acme", "ChildrenReady").unwrap().0, "True");
     assert_eq!(event_notes(&harness, "ApplyFailed").len(), 1);

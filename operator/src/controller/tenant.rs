@@ -143,9 +143,12 @@ async fn ensure_platform(ctx: &Context) -> Result<Vec<sync::Refused>> {
             Err(Error::Kube(error)) => {
                 let Some((code, message)) = sync::refusal(&error) else { return Err(error.into()) };
                 // RuntimeClass `handler` is immutable: a changed one in the operator config is
-                // refused with 422.
-                let immutable =
-                    if child.kind == "RuntimeClass" && code == 422 { vec!["handler".into()] } else { Vec::new() };
+                // refused with 422 (`handler: Invalid value: ...: field is immutable`).
+                let handler_changed = child.kind == "RuntimeClass"
+                    && code == 422
+                    && message.contains("handler")
+                    && message.contains("immutable");
+                let immutable = if handler_changed { vec!["handler".into()] } else { Vec::new() };
                 warn!(kind = %child.kind, name = %child.name, code, %message, "platform object refused by the API server");
                 refused.push(sync::Refused {
                     kind: child.kind.clone(),
