@@ -235,14 +235,30 @@ pub async fn list(client: &kube::Client, workload: &SecureWorkload) -> Result<Ve
     Ok(revisions)
 }
 
+/// Whether the history in status is already up to date: its newest revision is `current` and it
+/// holds no more than the limit allows. Then nothing needs reading (tenants cannot delete
+/// ControllerRevisions: their roles only read them).
+pub fn up_to_date(listed: &[RevisionSummary], current: &str, limit: usize) -> bool {
+    listed.last().is_some_and(|r| r.name == current) && listed.len() <= limit + 1
+}
+
 /// Records the current spec of `workload` as its newest revision (creating it, or renumbering the
 /// existing revision of an equal older spec), prunes old ones, and returns the history for status.
-pub async fn record(client: &kube::Client, workload: &SecureWorkload) -> Result<Vec<RevisionSummary>> {
+/// `listed` is the history the status holds now: when it is up to date nothing is read.
+pub async fn record(
+    client: &kube::Client,
+    workload: &SecureWorkload,
+    listed: &[RevisionSummary],
+) -> Result<Vec<RevisionSummary>> {
     let name = workload.name_any();
-    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &workload.namespace().unwrap_or_default());
-    let mut revisions = list(client, workload).await?;
     let spec = recorded_spec(&workload.spec);
     let current = revision_name(&name, &hash(&spec));
+    let limit = workload.spec.revision_history_limit.unwrap_or(DEFAULT_REVISION_HISTORY).max(0) as usize;
+    if up_to_date(listed, &current, limit) {
+        return Ok(listed.to_vec());
+    }
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &workload.namespace().unwrap_or_default());
+    let mut revisions = list(client, workload).await?;
     let newest = revisions.last().map_or(0, |r| r.revision);
     let before = revisions.iter().rev().find(|r| r.name_any() != current).and_then(data_spec).cloned();
     match revisions.iter().position(|r| r.name_any() == current) {
@@ -275,7 +291,6 @@ pub async fn record(client: &kube::Client, workload: &SecureWorkload) -> Result<
         }
     }
     revisions.sort_by_key(|r| r.revision);
-    let limit = workload.spec.revision_history_limit.unwrap_or(DEFAULT_REVISION_HISTORY).max(0) as usize;
     let numbered: Vec<(i64, String)> = revisions.iter().map(|r| (r.revision, r.name_any())).collect();
     let pruned = to_prune(&numbered, &current, limit);
     for gone in &pruned {
@@ -474,6 +489,19 @@ mod tests {
         assert_eq!(to_prune(&revisions, "r2", 2), vec!["r4", "r3", "r1"]);
         assert_eq!(to_prune(&revisions, "r6", 0).len(), 5);
         assert!(to_prune(&revisions, "r6", 10).is_empty());
+        let listed = |names: &[&str]| -> Vec<RevisionSummary> {
+            let at = |(i, name): (usize, &&str)| RevisionSummary {
+                revision: i as i64 + 1,
+                name: name.to_string(),
+                created_at: None,
+                summary: String::new(),
+            };
+            names.iter().enumerate().map(at).collect()
+        };
+        assert!(up_to_date(&listed(&["a", "b"]), "b", 1));
+        assert!(!up_to_date(&listed(&["a", "b"]), "a", 1), "a new (or returning) spec");
+        assert!(!up_to_date(&listed(&["a", "b", "c"]), "c", 1), "more than the limit keeps");
+        assert!(!up_to_date(&[], "a", 10), "nothing recorded yet");
     }
 
     #[test]

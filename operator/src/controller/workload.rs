@@ -138,7 +138,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         info!(workload = %format!("{namespace}/{name}"), applied = report.applied, deleted = report.deleted, "workload children synced");
     }
     metrics().owns(&owner, &count_by_kind(&desired));
-    let revisions = history::record(&ctx.client, workload).await?;
+    let revisions = history::record(&ctx.client, workload, &previous.revisions).await?;
 
     let kind = workload.spec.kind;
     let live = report
