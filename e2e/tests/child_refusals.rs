@@ -67,6 +67,11 @@ async fn a_refused_workload_child_is_reported_then_cleared() {
     // The rest of the workload is applied all the same.
     assert!(harness.server.get(&format!("/apis/apps/v1/namespaces/{NS}/deployments/web")).is_some());
     eventually("one ApplyFailed event", || async { !event_notes(&harness, "ApplyFailed").is_empty() }).await;
+    // Retried with the controller's backoff, not in a hot loop.
+    harness.server.clear_requests();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let retries = harness.server.writes(&format!("/namespaces/{NS}/services/web")).len();
+    assert!(retries <= 2, "{retries} writes of the refused Service in 1.5 s");
     // Retried (with backoff, or at once on a change) until taken; then cleared, with an Event.
     harness.server.clear_failures();
     let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});
