@@ -524,6 +524,16 @@ pub struct SecureWorkloadStatus {
     /// CronJobs: when a job was last scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
+    /// Pods of the workload object (its `status.replicas`; for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the workload's pods, e.g. `scs.dev/workload=web` (for the scale
+    /// subresource, so an HorizontalPodAutoscaler can target the SecureWorkload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Revisions of the spec, oldest first (kept as ControllerRevisions named here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<RevisionSummary>,
     /// Objects this workload owns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildReference>,
@@ -554,16 +564,6 @@ pub struct ChildReference {
     /// Name of the child (in the workload's namespace).
     pub name: String,
 }
-    /// Pods of the workload object (its `status.replicas`; for the scale subresource).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i32>,
-    /// Label selector of the workload's pods, e.g. `scs.dev/workload=web` (for the scale
-    /// subresource, so an HorizontalPodAutoscaler can target the SecureWorkload).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<String>,
-    /// Revisions of the spec, oldest first (kept as ControllerRevisions named here).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub revisions: Vec<RevisionSummary>,
 
 /// One revision of a SecureWorkload's spec.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
