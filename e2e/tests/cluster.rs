@@ -30,6 +30,29 @@ async fn base_and_both_overlays_apply_and_one_operator_replica_leads() {
         kubectl(&["apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-"], Some(&built))
             .unwrap_or_else(|e| panic!("{overlay} is refused by the API server: {e}"));
     }
+    // The optional monitoring component builds on top of an overlay; its core objects (the metrics
+    // Service, the dashboard ConfigMap) are admitted. The Prometheus Operator's CRDs are absent here.
+    // (kustomize takes relative paths only: the overlay lives under target/.)
+    let overlay = tempfile::tempdir_in(repo().join("target")).unwrap();
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        "resources: [../../manifests/base]\ncomponents: [../../manifests/monitoring]\n",
+    )
+    .unwrap();
+    let built = kubectl(&["kustomize", &overlay.path().display().to_string()], None)
+        .unwrap_or_else(|e| panic!("kustomize with the monitoring component: {e}"));
+    for kind in
+        ["kind: PrometheusRule", "kind: ServiceMonitor", "name: scs-operator-dashboard", "name: scs-operator-metrics"]
+    {
+        assert!(built.contains(kind), "{kind} missing from the monitoring component");
+    }
+    let core: Vec<&str> = built
+        .split("\n---\n")
+        .filter(|d| d.contains("name: scs-operator-metrics") || d.contains("name: scs-operator-dashboard"))
+        .collect();
+    assert_eq!(core.len(), 2);
+    kubectl(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&core.join("\n---\n")))
+        .unwrap_or_else(|e| panic!("the monitoring Service and dashboard are refused: {e}"));
     let client = client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "scs-system");
     until("two operator replicas available", || async {
@@ -516,6 +539,19 @@ async fn a_tenant_converges_and_the_role_table_holds() {
     assert!(!may(&client, admin, "create", ("storage.k8s.io", "storageclasses"), None).await);
     assert!(!may(&client, admin, "update", ("", "resourcequotas"), ns).await);
     assert!(!may(&client, admin, "create", ("rbac.authorization.k8s.io", "rolebindings"), ns).await);
+    // Every member sees its own Tenant (quota, conditions) and namespaces by name; nothing more.
+    for who in [member, viewer, admin] {
+        let tenant = ("scs.dev", "tenants");
+        assert!(may_on(&client, who, "get", tenant, None, Some("e2e-roles")).await, "{who:?} gets its Tenant");
+        assert!(may_on(&client, who, "get", ("scs.dev", "tenants/status"), None, Some("e2e-roles")).await);
+        assert!(may_on(&client, who, "get", ("", "namespaces"), None, Some("e2e-roles-b")).await, "{who:?}");
+        assert!(!may_on(&client, who, "get", tenant, None, Some("e2e-bye")).await, "{who:?}: not another tenant");
+        assert!(!may_on(&client, who, "get", ("", "namespaces"), None, Some("kube-system")).await);
+        assert!(!may(&client, who, "list", tenant, None).await, "{who:?}: a list cannot be filtered");
+        assert!(!may(&client, who, "list", ("", "namespaces"), None).await);
+        assert!(!may_on(&client, who, "update", tenant, None, Some("e2e-roles")).await);
+    }
+    assert!(kubectl(&["get", "tenant", "e2e-roles", "--as", "e2e-viewer", "-o", "name"], None).is_ok());
     // Cloud admins: everything, nodes included.
     let cloud = ("someone", &["scs:cloud-admins"][..]);
     assert!(may(&client, cloud, "patch", ("", "nodes"), None).await);
