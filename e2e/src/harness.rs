@@ -47,6 +47,19 @@ impl Harness {
         Self { server, client, stop: Some(stop), controllers }
     }
 
+    /// Starts with Tenant `acme` owning `namespace` (room for a few workloads), once it is Ready.
+    pub async fn with_acme(namespace: &str) -> Self {
+        let harness = Self::start().await;
+        harness
+            .create_tenant(serde_json::json!({
+                "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
+                "spec": {"namespaces": [namespace], "quota": {"cpu": "16", "memory": "64Gi"}}
+            }))
+            .await;
+        eventually("tenant ready", || async { harness.is_ready("acme") }).await;
+        harness
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().map(|s| s.send(()));
         tokio::time::timeout(WAIT, &mut self.controllers).await.expect("controllers stop on shutdown").unwrap();

@@ -12,15 +12,7 @@ use serde_json::{Value, json};
 const NS: &str = "acme-prod";
 
 async fn ready() -> Harness {
-    let harness = Harness::start().await;
-    harness
-        .create_tenant(json!({
-            "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
-            "spec": {"namespaces": [NS], "quota": {"cpu": "16", "memory": "64Gi"}}
-        }))
-        .await;
-    eventually("tenant ready", || async { harness.is_ready("acme") }).await;
-    harness
+    Harness::with_acme(NS).await
 }
 
 async fn create(harness: &Harness, name: &str, spec: Value) {

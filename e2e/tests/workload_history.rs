@@ -12,15 +12,7 @@ const NS: &str = "acme-prod";
 const REVISIONS: &str = "/apis/apps/v1/namespaces/acme-prod/controllerrevisions";
 
 async fn start() -> Harness {
-    let harness = Harness::start().await;
-    harness
-        .create_tenant(json!({
-            "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
-            "spec": {"namespaces": [NS], "quota": {"cpu": "16", "memory": "64Gi"}}
-        }))
-        .await;
-    eventually("tenant ready", || async { harness.is_ready("acme") }).await;
-    harness
+    Harness::with_acme(NS).await
 }
 
 fn api(harness: &Harness) -> Api<SecureWorkload> {
