@@ -350,6 +350,12 @@ pub struct TenantQuotaStatus {
 }
 
 impl Tenant {
+    /// Whether the tenant's namespaces are fenced by NetworkPolicies (`isolation.network`, on by
+    /// default).
+    pub fn network_isolated(&self) -> bool {
+        self.spec.isolation.as_ref().is_none_or(|i| i.network)
+    }
+
     /// The tenant's namespaces, applying the default (one namespace named like the tenant).
     pub fn namespace_names(&self) -> Vec<String> {
         if self.spec.namespaces.is_empty() {

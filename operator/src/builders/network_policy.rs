@@ -82,7 +82,7 @@ fn both_directions() -> Option<Vec<String>> {
 
 /// The tenant's policies in every namespace; none when `isolation.network` is off.
 pub fn network_policies(tenant: &Tenant, config: &OperatorConfig) -> Vec<NetworkPolicy> {
-    if !tenant.spec.isolation.clone().unwrap_or_default().network {
+    if !tenant.network_isolated() {
         return Vec::new();
     }
     let name = tenant.name_any();

@@ -424,7 +424,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         previous.conditions.iter().any(|c| c.type_ == "NetworkIsolationReady" && c.status == "False");
     if let Some(message) = ctx.cidr_mismatch.get().cloned().flatten()
         && !isolation_failed_before
-        && tenant.spec.isolation.clone().unwrap_or_default().network
+        && tenant.network_isolated()
     {
         ctx.event(tenant, true, "ClusterCidrsMismatch", message).await;
     }
@@ -582,7 +582,7 @@ fn compute_status(
         ),
         released_condition(retained, generation),
     ];
-    if tenant.spec.isolation.clone().unwrap_or_default().network {
+    if tenant.network_isolated() {
         next.push(isolation_condition(ctx, generation));
     }
     let failing = next.iter().find(|c| c.status != "True").map(|c| (c.reason.clone(), c.message.clone()));
