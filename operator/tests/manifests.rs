@@ -258,7 +258,7 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     for kind in managed_kinds() {
         let verbs: &[&str] = match kind.scope {
             Scope::Platform => &["get", "create", "patch"],
-            Scope::Tenant | Scope::Workload => &["get", "list", "watch", "create", "patch", "delete"],
+            Scope::Tenant | Scope::Workload | Scope::Network => &["get", "list", "watch", "create", "patch", "delete"],
         };
         need(&kind.resource.group, &kind.resource.plural, verbs);
     }

@@ -3,8 +3,10 @@
 //! No client here. `render` prints what these return; the controllers apply the same objects
 //! with server-side apply.
 
+pub mod kube_ovn_subnet;
 pub mod labels;
 pub mod limit_range;
+pub mod multi_network_policy;
 pub mod namespace;
 pub mod network_attachment;
 pub mod network_policy;
@@ -86,12 +88,20 @@ pub fn tenant_children(tenant: &Tenant, catalog: &Catalog, config: &OperatorConf
     children.extend(rbac::self_view_binding(tenant).iter().map(Child::from_resource));
     children.extend(network_attachment::network_attachments(tenant, catalog).iter().map(Child::from_resource));
     children.extend(network_policy::network_policies(tenant, config).iter().map(Child::from_resource));
+    children.extend(multi_network_policy::multi_network_policies(tenant, catalog).iter().map(Child::from_resource));
     children
+}
+
+/// What the operator creates for the networks themselves (the SdnNetwork controller's children):
+/// the Kube-OVN Subnets.
+pub fn network_children(catalog: &Catalog) -> Vec<Child> {
+    kube_ovn_subnet::kube_ovn_subnets(catalog).iter().map(Child::from_resource).collect()
 }
 
 /// Everything the operator would create for a (valid) catalog, in render order.
 pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child> {
     let mut children = platform_children(config);
+    children.extend(network_children(catalog));
     for tenant in &catalog.tenants {
         children.extend(tenant_children(tenant, catalog, config));
     }

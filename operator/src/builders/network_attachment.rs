@@ -83,6 +83,17 @@ pub fn static_attachment_name(network: &str) -> String {
     format!("{network}.static")
 }
 
+/// Names of the attachment definitions `network` gets in each namespace: its own, and for
+/// macvlan, ipvlan and bridge the [`static_attachment_name`] one.
+pub fn attachment_names(network: &SdnNetwork) -> Vec<String> {
+    let name = network.name_any();
+    if uses_whereabouts(network.spec.network_type) {
+        vec![name.clone(), static_attachment_name(&name)]
+    } else {
+        vec![name]
+    }
+}
+
 /// The main plugin of a macvlan, ipvlan or bridge network, with `ipam`.
 fn plugin_config(network: &SdnNetwork, ipam: Value) -> Value {
     let spec = &network.spec;

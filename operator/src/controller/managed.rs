@@ -12,6 +12,8 @@ use k8s_openapi::api::node::v1::RuntimeClass;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::core::ApiResource;
 
+use crate::builders::kube_ovn_subnet::Subnet;
+use crate::builders::multi_network_policy::MultiNetworkPolicy;
 use crate::builders::network_attachment::NetworkAttachmentDefinition;
 
 /// Who a managed object belongs to, which decides how it is found.
@@ -23,6 +25,8 @@ pub enum Scope {
     Tenant,
     /// Found by the `scs.dev/workload` label in the workload's namespace.
     Workload,
+    /// Found by the `scs.dev/network` label (cluster-scoped, owned by their SdnNetwork).
+    Network,
 }
 
 /// One managed kind.
@@ -49,7 +53,9 @@ pub fn managed_kinds() -> Vec<ManagedKind> {
         kind::<ClusterRoleBinding>(false, Scope::Tenant),
         kind::<NetworkPolicy>(true, Scope::Tenant),
         kind::<NetworkAttachmentDefinition>(true, Scope::Tenant),
+        kind::<MultiNetworkPolicy>(true, Scope::Tenant),
         kind::<RuntimeClass>(false, Scope::Platform),
+        kind::<Subnet>(false, Scope::Network),
         kind::<PersistentVolumeClaim>(true, Scope::Workload),
         kind::<Deployment>(true, Scope::Workload),
         kind::<StatefulSet>(true, Scope::Workload),

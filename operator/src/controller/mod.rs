@@ -17,6 +17,7 @@ pub mod managed;
 pub mod metrics;
 pub mod release;
 pub mod sdn_network;
+pub mod secondary_isolation;
 pub mod settled;
 pub mod sync;
 pub mod tenant;
@@ -261,11 +262,20 @@ pub async fn run(
     tenant_controller =
         tenant_controller.watches_stream(network_events, move |network: DeserializeGuard<SdnNetwork>| {
             let name = network.name_any();
-            mapper_ctx
-                .catalog()
+            let catalog = mapper_ctx.catalog();
+            // Their MultiNetworkPolicies allow the CIDRs of the networks of the same isolation domain.
+            let domain = network.0.as_ref().ok().and_then(|n| n.spec.isolation_domain.clone());
+            let related: Vec<String> = catalog
+                .networks
+                .iter()
+                .filter(|n| n.name_any() == name || (domain.is_some() && n.spec.isolation_domain == domain))
+                .map(|n| n.name_any())
+                .chain(std::iter::once(name.clone()))
+                .collect();
+            catalog
                 .tenants
                 .iter()
-                .filter(|t| t.spec.networks.contains(&name))
+                .filter(|t| t.spec.networks.iter().any(|n| related.contains(n)))
                 .map(|t| ObjectRef::new(&t.name_any()))
                 .collect::<Vec<_>>()
         });
@@ -283,13 +293,27 @@ pub async fn run(
             mapper_ctx.catalog().tenant_of_namespace(&namespace).map(|t| ObjectRef::new(&t.name_any()))
         });
 
-    let network_controller =
+    let mut network_controller =
         Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
             .with_config(controller_config())
             .watches_stream(tenant_events, |tenant: DeserializeGuard<Tenant>| {
                 let networks = tenant.0.map(|t| t.spec.networks).unwrap_or_default();
                 networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
             });
+    // A network's own children (Kube-OVN Subnets) carry its name in a label.
+    for kind in managed::kinds_of(managed::Scope::Network) {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
+        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
+        network_controller = network_controller.watches_stream_with(
+            stream,
+            |child: PartialObjectMeta<DynamicObject>| {
+                let network = child.metadata.labels.as_ref().and_then(|l| l.get(labels::NETWORK))?;
+                Some(ObjectRef::<DeserializeGuard<SdnNetwork>>::new(network))
+            },
+            kind.resource.clone(),
+        );
+    }
+
 
     // Workloads: their children are found by the `scs.dev/workload` label (retained claims carry
     // no owner reference), and a tenant change re-renders every workload in its namespaces.

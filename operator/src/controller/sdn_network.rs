@@ -1,8 +1,11 @@
-//! The SdnNetwork reconciler: status lists the tenants and namespaces using the network.
-//! (Attachment definitions are tenant children, written by the tenant reconciler.)
+//! The SdnNetwork reconciler: the network's own children (the Kube-OVN Subnet of a `kube-ovn`
+//! network, owned by the network so that deleting it deletes the Subnet) and a status listing the
+//! tenants and namespaces using the network. (Attachment definitions and MultiNetworkPolicies are
+//! tenant children, written by the tenant reconciler.)
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
@@ -12,39 +15,55 @@ use serde_json::json;
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::Result;
-use crate::api::{SdnNetwork, SdnNetworkStatus};
-use crate::builders::labels;
+use super::managed::Scope;
+use super::sync;
+use crate::api::{NetworkType, SdnNetwork, SdnNetworkStatus};
+use crate::builders::kube_ovn_subnet::{kube_ovn_subnet, subnet_name};
+use crate::builders::{Child, labels};
 use crate::validate::rules;
+
+/// Selector of the network's own children.
+fn selector(network: &str) -> String {
+    format!("{}={},{}={}", labels::MANAGED_BY, labels::OPERATOR, labels::NETWORK, network)
+}
 
 pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(network) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let name = network.name_any();
     let generation = network.metadata.generation;
-    let mut users: Vec<_> = ctx.readable_tenants().into_iter().filter(|t| t.spec.networks.contains(&name)).collect();
+    let catalog = ctx.catalog();
+    let mut users: Vec<_> = catalog.tenants.iter().filter(|t| t.spec.networks.contains(&name)).collect();
     users.sort_by_key(|t| t.name_any());
     let tenants: Vec<String> = users.iter().map(|t| t.name_any()).collect();
     let mut namespaces: Vec<String> = users.iter().flat_map(|t| t.namespace_names()).collect();
     namespaces.sort();
 
     let problems = rules::check_network(&network.spec);
+    // A broken spec leaves the Subnet as it is (as the tenant controller leaves attachments).
+    let subnet = if problems.is_empty() { Some(sync_subnet(network, &catalog, &ctx).await?) } else { None };
     let ready = if problems.is_empty() {
-        condition(
-            "Ready",
-            true,
-            "Ready",
-            format!("attachable in {} namespace(s) of {} tenant(s)", namespaces.len(), tenants.len()),
-            generation,
-        )
+        match subnet.iter().flatten().find(|c| c.status != "True") {
+            Some(failing) => condition("Ready", false, &failing.reason, failing.message.clone(), generation),
+            None => condition(
+                "Ready",
+                true,
+                "Ready",
+                format!("attachable in {} namespace(s) of {} tenant(s)", namespaces.len(), tenants.len()),
+                generation,
+            ),
+        }
     } else {
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         condition("Ready", false, "InvalidSpec", message, generation)
     };
     let previous = network.status.clone().unwrap_or_default();
+    let mut next_conditions = vec![ready];
+    next_conditions.extend(subnet.into_iter().flatten());
     let next = SdnNetworkStatus {
         observed_generation: generation,
         tenants,
         namespaces,
-        conditions: conditions::merge(&previous.conditions, vec![ready]),
+        conditions: conditions::merge(&previous.conditions, next_conditions),
     };
     let unchanged = previous.observed_generation == next.observed_generation
         && previous.tenants == next.tenants
@@ -56,4 +75,47 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
         api.patch_status(&name, &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch)).await?;
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Brings the network's Subnet in line (and removes one a network that changed type left behind);
+/// returns the `SubnetReady` condition for a `kube-ovn` network.
+async fn sync_subnet(
+    network: &SdnNetwork,
+    catalog: &crate::catalog::Catalog,
+    ctx: &Context,
+) -> Result<Option<Condition>> {
+    let name = network.name_any();
+    let generation = network.metadata.generation;
+    let desired: Vec<Child> = kube_ovn_subnet(network, catalog).iter().map(Child::from_resource).collect();
+    let report = sync::sync_children(
+        &ctx.client,
+        Scope::Network,
+        None,
+        &selector(&name),
+        &desired,
+        sync::OnConflict::SkipChild,
+        |_, _| false,
+    )
+    .await?;
+    if network.spec.network_type != NetworkType::KubeOvn {
+        return Ok(None);
+    }
+    let subnet = subnet_name(&name);
+    Ok(Some(if let Some(conflict) = report.conflicts.first() {
+        condition("SubnetReady", false, "Conflict", format!("not taken over: {conflict}"), generation)
+    } else if let Some(refused) = report.refused.first() {
+        condition("SubnetReady", false, "ApplyFailed", refused.to_string(), generation)
+    } else if !report.unserved.is_empty() {
+        condition(
+            "SubnetReady",
+            false,
+            "ApiNotServed",
+            format!(
+                "the cluster does not serve Kube-OVN Subnets (kubeovn.io/v1): is Kube-OVN installed? Subnet {subnet} is not created"
+            ),
+            generation,
+        )
+    } else {
+        condition("SubnetReady", true, "Applied", format!("Kube-OVN Subnet {subnet} is in place"), generation)
+    }))
 }

@@ -20,7 +20,7 @@ use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
 use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
-use super::{release, sync};
+use super::{release, secondary_isolation, sync};
 use crate::api::{Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
 use crate::catalog::Catalog;
@@ -518,10 +518,12 @@ fn compute_status(
     network_problems.extend(unreadable.iter().map(|(network, why)| {
         format!("SdnNetwork {network:?} cannot be read ({why}); its attachment definitions are left as they are")
     }));
-    if !report.unserved.is_empty() {
+    // MultiNetworkPolicies are optional: their absence is reported by their own condition.
+    let unserved = secondary_isolation::required(&report.unserved);
+    if !unserved.is_empty() {
         network_problems.push(format!(
             "the cluster does not serve the API of {} (is Multus and its NetworkAttachmentDefinition CRD installed?)",
-            report.unserved.join(", ")
+            unserved.join(", ")
         ));
     }
     let networks_message = if network_problems.is_empty() {
@@ -566,11 +568,11 @@ fn compute_status(
         ),
         concern(
             "NetworksReady",
-            &["NetworkPolicy", "NetworkAttachmentDefinition"],
+            &["NetworkPolicy", "NetworkAttachmentDefinition", "MultiNetworkPolicy"],
             condition(
                 "NetworksReady",
                 network_problems.is_empty(),
-                match (missing.is_empty(), unreadable.is_empty(), report.unserved.is_empty()) {
+                match (missing.is_empty(), unreadable.is_empty(), unserved.is_empty()) {
                     (true, true, true) => "Ready",
                     (false, _, _) => "NetworkNotFound",
                     (true, false, _) => "NetworkUnreadable",
@@ -595,6 +597,8 @@ fn compute_status(
             Some((reason, message)) => condition("Ready", false, &reason, message, generation),
         },
     );
+    // Reported, not counted in Ready: the policies need an add-on the install may lack.
+    next.extend(secondary_isolation::condition_of(tenant, &report.unserved, generation));
 
     TenantStatus {
         observed_generation: generation,
