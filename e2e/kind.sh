@@ -30,9 +30,11 @@ trap cleanup EXIT
 kind create cluster --config e2e/kind/cluster.yaml --wait 120s
 docker build -t "$image" .
 kind load docker-image "$image" --name "$cluster"
-# The tests' pods run busybox with imagePullPolicy IfNotPresent, as on localkube.
-docker pull busybox:latest
-kind load docker-image busybox:latest --name "$cluster"
+# The tests' pods run busybox under two pinned tags with imagePullPolicy IfNotPresent, as on
+# localkube (e2e::cluster::BUSYBOX, BUSYBOX_NEXT).
+docker pull busybox:1.36
+docker tag busybox:1.36 busybox:1.37
+kind load docker-image busybox:1.36 busybox:1.37 --name "$cluster"
 
 kubectl apply --server-side -k manifests/overlays/kind
 kubectl wait --for=condition=Established crd --all --timeout=60s
@@ -41,7 +43,7 @@ if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; th
   exit 1
 fi
 
-if ! cargo test -p e2e --features cluster --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_kind -- --test-threads=1; then
+if ! cargo test -p e2e --features cluster --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_kind -- --test-threads=1; then
   dump
   exit 1
 fi

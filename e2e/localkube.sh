@@ -50,6 +50,14 @@ remove_test_objects() {
   kubectl delete tenants,sdnnetworks --all --timeout=120s >/dev/null 2>&1 || true
 }
 
+# The tests' pods run busybox under pinned tags (the tenant image rules refuse :latest): tag the
+# node's local busybox (e2e::cluster::BUSYBOX, BUSYBOX_NEXT). Never pulled.
+step "tag the test image"
+for tag in 1.36 1.37; do
+  ctr -a "${LOCALKUBE_DIR:-/tmp/localkube}/containerd/containerd.sock" -n k8s.io images tag --force \
+    docker.io/library/busybox:latest "docker.io/library/busybox:$tag" >/dev/null
+done
+
 step "build the operator"
 cargo build -p scs-operator --locked
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -71,7 +79,7 @@ step "cluster tests"
 # How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0
-cargo test -p e2e --features cluster --locked --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options -- --test-threads=4 || status=$?
+cargo test -p e2e --features cluster --locked --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images -- --test-threads=4 || status=$?
 # The node tests restart the kubelet: they run alone, after the rest.
 if [ "$status" = 0 ]; then
   cargo test -p e2e --features cluster --locked --test cluster_node -- --test-threads=1 || status=$?

@@ -190,14 +190,21 @@ pub async fn may_on(
     api.create(&PostParams::default(), &review).await.unwrap().status.unwrap().allowed
 }
 
-/// A pod spec that passes Pod Security `restricted`, running busybox (a local image on localkube
-/// and kind: never pulled) with `command`.
+/// The test image: busybox, loaded into the node by `e2e/localkube.sh` (and `e2e/kind.sh`) under
+/// pinned tags, never pulled. `docker.io/library/` is public in the kind overlay's configuration,
+/// so tenant pods may use it with `IfNotPresent`.
+pub const BUSYBOX: &str = "docker.io/library/busybox:1.36";
+/// The same image under a second tag, for a spec change that still runs.
+pub const BUSYBOX_NEXT: &str = "docker.io/library/busybox:1.37";
+
+/// A pod spec that passes Pod Security `restricted` and the tenant image rules, running
+/// [`BUSYBOX`] with `command`.
 pub fn busybox_pod_spec(command: &[&str]) -> Value {
     json!({
         "securityContext": {"runAsNonRoot": true, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
         "terminationGracePeriodSeconds": 1,
         "containers": [{
-            "name": "main", "image": "busybox:latest", "imagePullPolicy": "IfNotPresent", "command": command,
+            "name": "main", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent", "command": command,
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
             "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
         }],

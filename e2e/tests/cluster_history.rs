@@ -40,7 +40,7 @@ async fn kubectl_scale_and_an_hpa_use_the_scale_subresource() {
     let ns = "e2e-scale";
     ready_tenant(&client, ns, json!({"quota": {"cpu": "2", "memory": "2Gi"}})).await;
     let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
-    apply(&workloads, "web", workload(ns, "web", "busybox:latest", json!({}))).await;
+    apply(&workloads, "web", workload(ns, "web", BUSYBOX, json!({}))).await;
     deployment_where(&client, ns, "web", "Deployment web", |_| true).await;
 
     let out = kubectl(&["scale", "-n", ns, "swl/web", "--replicas=3"], None).unwrap();
@@ -88,7 +88,7 @@ async fn kubectl_scale_and_an_hpa_use_the_scale_subresource() {
 
     // A DaemonSet has no replicas: scaling it is refused by the CRD's own rule.
     apply(&workloads, "agents", {
-        let mut m = workload(ns, "agents", "busybox:latest", json!({"kind": "DaemonSet"}));
+        let mut m = workload(ns, "agents", BUSYBOX, json!({"kind": "DaemonSet"}));
         m["spec"].as_object_mut().unwrap().remove("replicas");
         m
     })
@@ -109,8 +109,8 @@ async fn revisions_are_kept_rolled_back_to_and_collected_with_the_workload() {
     let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), ns);
     let ours = ListParams::default().labels("app.kubernetes.io/managed-by=scs-operator,scs.dev/workload=web");
-    // The same local image under two names: both run, and the spec differs.
-    let (old, new) = ("busybox:latest", "docker.io/library/busybox:latest");
+    // The same local image under two tags: both run, and the spec differs.
+    let (old, new) = (BUSYBOX, BUSYBOX_NEXT);
     apply(&workloads, "web", workload(ns, "web", old, json!({}))).await;
     deployment_where(&client, ns, "web", "Deployment web", |d| image(d) == old).await;
     apply(&workloads, "web", workload(ns, "web", new, json!({}))).await;
@@ -171,10 +171,10 @@ async fn a_forced_apply_after_a_rollback_wins_as_gitops_does() {
     let ns = "e2e-gitops";
     ready_tenant(&client, ns, json!({"quota": {"cpu": "1", "memory": "1Gi"}})).await;
     let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
-    apply(&workloads, "app", workload(ns, "app", "busybox:latest", json!({}))).await;
+    apply(&workloads, "app", workload(ns, "app", BUSYBOX, json!({}))).await;
     until("revision 1", || async { (workloads.get("app").await.ok()?.status?.revisions.len() == 1).then_some(()) })
         .await;
-    apply(&workloads, "app", workload(ns, "app", "docker.io/library/busybox:latest", json!({}))).await;
+    apply(&workloads, "app", workload(ns, "app", BUSYBOX_NEXT, json!({}))).await;
     until("revision 2", || async { (workloads.get("app").await.ok()?.status?.revisions.len() == 2).then_some(()) })
         .await;
     workloads
@@ -185,10 +185,10 @@ async fn a_forced_apply_after_a_rollback_wins_as_gitops_does() {
         )
         .await
         .unwrap();
-    deployment_where(&client, ns, "app", "rolled back", |d| image(d) == "busybox:latest").await;
+    deployment_where(&client, ns, "app", "rolled back", |d| image(d) == BUSYBOX).await;
     // Git still says the new image: the next sync puts it back (roll back in Git under GitOps).
-    apply(&workloads, "app", workload(ns, "app", "docker.io/library/busybox:latest", json!({}))).await;
-    deployment_where(&client, ns, "app", "Git wins", |d| image(d) == "docker.io/library/busybox:latest").await;
+    apply(&workloads, "app", workload(ns, "app", BUSYBOX_NEXT, json!({}))).await;
+    deployment_where(&client, ns, "app", "Git wins", |d| image(d) == BUSYBOX_NEXT).await;
     workloads.delete("app", &DeleteParams::default()).await.unwrap();
     delete_tenant(&client, ns).await;
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{GpuVendor, PodSecurityLevel};
+use crate::api::{GpuVendor, ImagePinning, PodSecurityLevel};
 
 /// Operator configuration.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -35,6 +35,23 @@ pub struct OperatorConfig {
     pub default_pod_security: PodSecurityLevel,
     /// What tenant NetworkPolicies consider inside and outside the cluster.
     pub network_isolation: NetworkIsolationConfig,
+    /// Where tenant images may come from and how they are pulled.
+    pub images: ImagesConfig,
+}
+
+/// The platform's image rules; a Tenant's `spec.images` overrides registries and pinning.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Image prefixes tenants without `spec.images.registries` may pull from
+    /// (`registry.example.com/`). Empty: any registry (pinning and pull rules still apply).
+    pub allowed_registries: Vec<String>,
+    /// Prefixes of public images (the platform's base images): allowed for every tenant and
+    /// pulled with any policy. Every other image must be pulled `Always`, so a pod without the
+    /// credentials never starts from a private image another tenant's pod left on the node.
+    pub public_prefixes: Vec<String>,
+    /// Default pinning rule: `Tag` (a tag other than latest, or a digest), `Digest` or `None`.
+    pub pinning: ImagePinning,
 }
 
 /// Inputs of the tenant NetworkPolicies.
@@ -155,6 +172,7 @@ impl Default for OperatorConfig {
             max_pod_priority: 1_000_000,
             default_pod_security: PodSecurityLevel::Restricted,
             network_isolation: NetworkIsolationConfig::default(),
+            images: ImagesConfig::default(),
         }
     }
 }
@@ -300,6 +318,16 @@ impl OperatorConfig {
         if defaults.pods < 0 {
             return Err(("defaultQuota.pods".into(), "must not be negative".into()));
         }
+        let images = &self.images;
+        for (field, prefixes) in
+            [("allowedRegistries", &images.allowed_registries), ("publicPrefixes", &images.public_prefixes)]
+        {
+            for (index, prefix) in prefixes.iter().enumerate() {
+                if !crate::images::is_valid_prefix(prefix) {
+                    return Err((format!("images.{field}[{index}]"), crate::images::PREFIX_MESSAGE.into()));
+                }
+            }
+        }
         if self.max_pod_priority > 1_000_000_000 {
             return Err((
                 "maxPodPriority".into(),
@@ -367,6 +395,22 @@ mod tests {
         assert!(closed.is_ok(), "{closed:?}");
         let (path, _) = OperatorConfig::from_yaml("networkIsolation:\n  nodeCidrs: [nodes]\n").unwrap_err();
         assert_eq!(path, "networkIsolation.nodeCidrs[0]");
+    }
+
+    #[test]
+    fn image_prefixes_must_name_a_registry() {
+        let config = OperatorConfig::from_yaml(
+            "images:\n  allowedRegistries: [registry.example.com/acme/]\n  publicPrefixes: [docker.io/library/]\n  pinning: Digest\n",
+        )
+        .unwrap();
+        assert_eq!(config.images.pinning, ImagePinning::Digest);
+        assert_eq!(OperatorConfig::default().images.pinning, ImagePinning::Tag);
+        for bad in ["busybox", "registry.example.com/acme", "library/", "Registry.example.com/"] {
+            let (path, message) =
+                OperatorConfig::from_yaml(&format!("images:\n  publicPrefixes: [ok.example/, {bad:?}]\n")).unwrap_err();
+            assert_eq!(path, "images.publicPrefixes[1]", "{bad}");
+            assert!(message.contains("end in /"), "{message}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod controller;
 pub mod device_plugin;
+pub mod images;
 pub mod plugin;
 pub mod quantity;
 pub mod render;

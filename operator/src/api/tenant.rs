@@ -86,6 +86,12 @@ pub struct TenantSpec {
     )]
     pub runtime_class_name: Option<String>,
 
+    /// Images: the registries the tenant's pods may pull from, the pull credentials the platform
+    /// hands the tenant, and how images must be pinned. Defaults come from the operator
+    /// configuration (`images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<TenantImages>,
+
     /// Ingress: the DNS domains the tenant's Ingress hosts must equal or fall under. Without
     /// domains the tenant may not publish Ingresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +114,72 @@ pub struct TenantIngress {
     )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub domains: Vec<String>,
+}
+
+/// Where the tenant's images come from and how they are pulled.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantImages {
+    /// Image prefixes the tenant's pods may pull from, e.g. `registry.example.com/acme/`: a
+    /// registry host (with a dot or a port, or `localhost`), optionally a path, ending in `/`.
+    /// Matched against images as written, so write images in full (`docker.io/library/nginx:1.27`).
+    /// Replaces the operator's `images.allowedRegistries` for this tenant; the platform's
+    /// `images.publicPrefixes` stay allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(
+            length(min = 3, max = 253),
+            regex(
+                pattern = r"^(localhost(:[0-9]+)?|[a-z0-9-]+(\.[a-z0-9-]+)+(:[0-9]+)?|[a-z0-9-]+:[0-9]+)(/[a-z0-9._-]+)*/$"
+            )
+        )
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub registries: Vec<String>,
+
+    /// Secrets of type `kubernetes.io/dockerconfigjson` in the operator's namespace that a cloud
+    /// admin keeps: copied into every tenant namespace, added to its `default` ServiceAccount and
+    /// to every SecureWorkload's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 8),
+        inner(
+            length(min = 1, max = 253),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub pull_secrets: Vec<String>,
+
+    /// How images must be pinned: `Tag` (a tag other than `latest`, or a digest), `Digest`
+    /// (`@sha256:` only, for production tenants) or `None`. Defaults to the operator's
+    /// `images.pinning`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinning: Option<ImagePinning>,
+}
+
+/// How images must be pinned.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ImagePinning {
+    /// No rule: bare names and `:latest` are allowed.
+    None,
+    /// A tag other than `latest`, or a digest.
+    #[default]
+    Tag,
+    /// A digest (`@sha256:`): the image cannot change under the same reference.
+    Digest,
+}
+
+impl ImagePinning {
+    /// The value of the `scs.dev/image-pinning` namespace annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePinning::None => "None",
+            ImagePinning::Tag => "Tag",
+            ImagePinning::Digest => "Digest",
+        }
+    }
 }
 
 /// Tenant quota. Every namespace of the tenant gets these limits in its ResourceQuota. Kata pod
@@ -316,11 +388,31 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<TenantQuotaStatus>,
 
+    /// Pull Secrets copied into the tenant's namespaces (`spec.images.pullSecrets`): what the
+    /// operator wrote, so it rewrites only what changed and deletes only its own copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_secrets: Vec<PullSecretCopy>,
+
     /// `Ready` plus one condition per concern: `NamespacesReady`, `QuotaReady`, `RbacReady`,
     /// `NetworksReady`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// A pull Secret copied into a tenant namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct PullSecretCopy {
+    /// Namespace of the copy.
+    pub namespace: String,
+    /// Name of the copy (the source Secret's name).
+    pub name: String,
+    /// UID of the copy: deletion is conditional on it, so a Secret someone else made under the
+    /// same name later is never deleted.
+    pub uid: String,
+    /// Digest of what was written (type and data), to write again only when the source changes.
+    pub fingerprint: String,
 }
 
 /// State of one tenant namespace.

@@ -22,6 +22,12 @@ pub const INGRESS_DOMAINS: &str = "scs.dev/ingress-domains";
 pub const STORAGE_CLASSES: &str = "scs.dev/storage-classes";
 /// Highest priority a pod of the namespace may have.
 pub const MAX_PRIORITY: &str = "scs.dev/max-priority";
+/// Image prefixes the namespace's pods may pull from, comma-separated; empty: any registry.
+pub const IMAGE_REGISTRIES: &str = "scs.dev/image-registries";
+/// Public image prefixes: allowed everywhere, any pull policy; comma-separated.
+pub const IMAGE_PUBLIC_PREFIXES: &str = "scs.dev/image-public-prefixes";
+/// How images must be pinned: `None`, `Tag` or `Digest`.
+pub const IMAGE_PINNING: &str = "scs.dev/image-pinning";
 
 /// Ownership labels for an object of `tenant`.
 pub fn tenant_owned(tenant: &str) -> BTreeMap<String, String> {

@@ -10,6 +10,7 @@ pub mod multi_network_policy;
 pub mod namespace;
 pub mod network_attachment;
 pub mod network_policy;
+pub mod pull_secret;
 pub mod quota;
 pub mod rbac;
 pub mod runtime_class;

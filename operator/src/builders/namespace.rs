@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use super::labels;
 use crate::api::Tenant;
 use crate::config::OperatorConfig;
+use crate::images::ImagePolicy;
 
 /// Pod Security Admission labels pin their policy version so a cluster upgrade cannot silently
 /// change what is enforced; this is our minimum supported Kubernetes release.
@@ -50,10 +51,14 @@ pub fn namespaces(tenant: &Tenant, config: &OperatorConfig) -> Vec<Namespace> {
 fn fence_annotations(tenant: &Tenant, config: &OperatorConfig) -> BTreeMap<String, String> {
     let domains = tenant.spec.ingress.as_ref().map(|i| i.domains.join(",")).unwrap_or_default();
     let classes: BTreeSet<&str> = config.storage_tiers.values().map(|t| t.storage_class_name.as_str()).collect();
+    let images = ImagePolicy::of(tenant, config);
     BTreeMap::from([
         (labels::INGRESS_DOMAINS.to_string(), domains),
         (labels::STORAGE_CLASSES.to_string(), classes.into_iter().collect::<Vec<_>>().join(",")),
         (labels::MAX_PRIORITY.to_string(), config.max_pod_priority.to_string()),
+        (labels::IMAGE_REGISTRIES.to_string(), images.registries.join(",")),
+        (labels::IMAGE_PUBLIC_PREFIXES.to_string(), images.public_prefixes.join(",")),
+        (labels::IMAGE_PINNING.to_string(), images.pinning.as_str().to_string()),
     ])
 }
 
@@ -83,6 +88,27 @@ mod tests {
         assert_eq!(annotations[labels::INGRESS_DOMAINS], "", "no domains: no Ingress host is allowed");
         assert_eq!(annotations[labels::STORAGE_CLASSES], "performance,standard");
         assert_eq!(annotations[labels::MAX_PRIORITY], "1000000");
+        assert_eq!(annotations[labels::IMAGE_REGISTRIES], "", "no registries configured: any registry");
+        assert_eq!(annotations[labels::IMAGE_PUBLIC_PREFIXES], "");
+        assert_eq!(annotations[labels::IMAGE_PINNING], "Tag");
+    }
+
+    #[test]
+    fn image_rules_reach_the_admission_policy() {
+        let mut config = OperatorConfig::default();
+        config.images.public_prefixes = vec!["docker.io/library/".into(), "registry.example.com/base/".into()];
+        let spec = TenantSpec {
+            images: Some(crate::api::TenantImages {
+                registries: vec!["registry.example.com/acme/".into(), "localhost:5000/".into()],
+                pinning: Some(crate::api::ImagePinning::Digest),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let annotations = namespaces(&tenant(spec), &config).remove(0).metadata.annotations.unwrap();
+        assert_eq!(annotations[labels::IMAGE_REGISTRIES], "registry.example.com/acme/,localhost:5000/");
+        assert_eq!(annotations[labels::IMAGE_PUBLIC_PREFIXES], "docker.io/library/,registry.example.com/base/");
+        assert_eq!(annotations[labels::IMAGE_PINNING], "Digest");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
     /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
+    /// The operator's own namespace (`POD_NAMESPACE`, else `scs-system`): where the cloud admin
+    /// keeps the image pull Secrets tenants are given.
+    pub operator_namespace: String,
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub networks: Store<DeserializeGuard<SdnNetwork>>,
     /// Every SecureWorkload's metadata (set once the workload controller is built): which
@@ -162,6 +165,7 @@ impl Context {
             tenants,
             networks,
             workloads: OnceLock::new(),
+            operator_namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "scs-system".into()),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),

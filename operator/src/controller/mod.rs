@@ -16,6 +16,7 @@ pub mod leader;
 pub mod managed;
 pub mod metrics;
 pub mod release;
+pub mod pull_secrets;
 pub mod sdn_network;
 pub mod secondary_isolation;
 pub mod settled;

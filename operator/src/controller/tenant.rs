@@ -20,7 +20,7 @@ use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
 use super::managed::Scope;
 use super::metrics::{count_by_kind, metrics};
-use super::{release, secondary_isolation, sync};
+use super::{pull_secrets, release, secondary_isolation, sync};
 use crate::api::{Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
 use crate::builders::{self, Child, labels, quota};
 use crate::catalog::Catalog;
@@ -387,10 +387,12 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         info!(tenant = %name, applied = report.applied, deleted = report.deleted, "tenant children synced");
     }
     metrics().owns(&format!("Tenant/{name}"), &count_by_kind(&desired));
+    let images = pull_secrets::sync(tenant, ctx, &usable, &previous.pull_secrets).await?;
 
     let mut status = compute_status(tenant, ctx, &networks, &previous, &states, &report, &retained);
-    add_failures(&mut status, &previous, &platform, &report.refused, generation);
-    let failure_events: Vec<Condition> = ["ChildrenReady", "RuntimeClassReady"]
+    status.pull_secrets = images.copies;
+    add_failures(&mut status, &previous, &platform, &report.refused, images.condition);
+    let failure_events: Vec<Condition> = ["ChildrenReady", "RuntimeClassReady", "ImagesReady"]
         .iter()
         .filter_map(|type_| status.conditions.iter().find(|c| c.type_ == *type_))
         .filter(|c| conditions::changed(&previous.conditions, c))
@@ -447,8 +449,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     {
         ctx.event(tenant, true, &reason, message).await;
     }
-    // Nothing watches what users keep in a retained namespace: look again soon.
-    Ok(Action::requeue(if retained.is_empty() { RESYNC } else { RETAINED_RECHECK }))
+    // Nothing watches what users keep in a retained namespace, or a new namespace's default
+    // ServiceAccount: look again soon.
+    Ok(Action::requeue(if retained.is_empty() && !images.waiting { RESYNC } else { RETAINED_RECHECK }))
 }
 
 /// The tenant's listed networks that are missing from the catalog (no such SdnNetwork), and those
@@ -605,19 +608,23 @@ fn compute_status(
         namespaces,
         quota: Some(quota_status(tenant, ctx, report.live_of("ResourceQuota"))),
         conditions: conditions::merge(&previous.conditions, next),
+        // Fields other concerns keep up to date (pull Secret copies): as they were.
+        ..previous.clone()
     }
 }
 
-/// Adds `ChildrenReady` (children the API server refused) and `RuntimeClassReady` to `status`; the
-/// first failing one makes `Ready` false when nothing else did.
+/// Adds `ChildrenReady` (children the API server refused), `RuntimeClassReady` and `ImagesReady`
+/// (pull Secrets) to `status`; the first failing one makes `Ready` false when nothing else did.
 fn add_failures(
     status: &mut TenantStatus,
     previous: &TenantStatus,
     platform: &[sync::Refused],
     refused: &[sync::Refused],
-    generation: Option<i64>,
+    images: Condition,
 ) {
-    let added = [conditions::children_ready(refused, generation), runtime_class_condition(platform, generation)];
+    let generation = status.observed_generation;
+    let added =
+        [conditions::children_ready(refused, generation), runtime_class_condition(platform, generation), images];
     let failing = added.iter().find(|c| c.status == "False").cloned();
     let mut next: Vec<Condition> = status.conditions.clone();
     next.extend(added);
@@ -670,6 +677,7 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
     let unchanged = previous.observed_generation == next.observed_generation
         && previous.namespaces == next.namespaces
         && previous.quota == next.quota
+        && previous.pull_secrets == next.pull_secrets
         && conditions::same(&previous.conditions, &next.conditions);
     if unchanged {
         return Ok(());

@@ -15,6 +15,7 @@ use crate::builders::network_attachment::uses_whereabouts;
 use crate::builders::workload::workload_children;
 use crate::catalog::Catalog;
 use crate::config::OperatorConfig;
+use crate::images::ImagePolicy;
 
 /// Which object a cross-object error belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -185,6 +186,9 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
     let mut push = |path: String, message: String| errors.push(FieldError::new(path, message));
     let tenant_name = tenant.name_any();
     let spec = &workload.spec;
+    for error in super::images::template_errors(&spec.template, &ImagePolicy::of(tenant, config)) {
+        push(error.path, format!("{} (Tenant {tenant_name:?})", error.message));
+    }
     for (index, network) in spec.networks.iter().enumerate() {
         if !tenant.spec.networks.contains(&network.name) {
             push(

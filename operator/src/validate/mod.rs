@@ -11,6 +11,7 @@
 pub mod cel;
 pub mod cross;
 pub mod fence;
+pub mod images;
 pub mod rules;
 pub mod schema;
 

@@ -72,6 +72,7 @@ pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &Op
     let selector = selector_labels(&name);
     let spec = &workload.spec;
     let mut template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
+    pod::pull_settings(&mut template, tenant, config);
     // The template's own labels (and the selector's) win over the workload's.
     let pod_labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(BTreeMap::new);
     for (key, value) in user_labels {

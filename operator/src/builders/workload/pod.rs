@@ -3,16 +3,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource,
-    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+    Affinity, LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PersistentVolumeClaimVolumeSource, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::api::{SecureWorkload, WorkloadKind};
+use crate::api::{SecureWorkload, Tenant, WorkloadKind};
 use crate::builders::network_attachment::static_attachment_name;
 use crate::config::OperatorConfig;
+use crate::images::ImagePolicy;
 
 /// Pod annotation Multus reads secondary networks from.
 pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
@@ -123,6 +124,27 @@ pub fn pod_template(
         }
     }
     template
+}
+
+/// The tenant's pull Secrets on the pod (after the template's own), and `imagePullPolicy: Always`
+/// for private images whose container sets no policy: the API server would default a tagged
+/// image to `IfNotPresent`, which the admission policy refuses for private images.
+pub fn pull_settings(template: &mut PodTemplateSpec, tenant: &Tenant, config: &OperatorConfig) {
+    let Some(pod) = template.spec.as_mut() else { return };
+    let policy = ImagePolicy::of(tenant, config);
+    let containers = pod.containers.iter_mut().chain(pod.init_containers.iter_mut().flatten());
+    for container in containers.filter(|c| c.image_pull_policy.is_none()) {
+        if let Some(image) = &container.image {
+            container.image_pull_policy = policy.default_pull_policy(image).map(String::from);
+        }
+    }
+    let secrets = tenant.spec.images.iter().flat_map(|i| &i.pull_secrets);
+    for name in secrets {
+        let references = pod.image_pull_secrets.get_or_insert_with(Vec::new);
+        if !references.iter().any(|r| &r.name == name) {
+            references.push(LocalObjectReference { name: name.clone() });
+        }
+    }
 }
 
 /// ANDs `requirements` into every required node-selector term (terms are ORed, so adding to each
