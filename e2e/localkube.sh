@@ -48,6 +48,7 @@ remove_test_objects() {
   kubectl annotate tenants --all scs.dev/force-delete=true --overwrite >/dev/null 2>&1 || true
   kubectl delete secureworkloads --all -A --wait=false >/dev/null 2>&1 || true
   kubectl delete tenants,sdnnetworks --all --timeout=120s >/dev/null 2>&1 || true
+  kubectl delete patrols,notificationchannels --all --timeout=60s >/dev/null 2>&1 || true
 }
 
 # The tests' pods run busybox under pinned tags (the tenant image rules refuse :latest): tag the
@@ -67,7 +68,7 @@ step "load image $image"
 step "install the kind overlay"
 remove_test_objects
 kubectl apply --server-side --force-conflicts -k manifests/overlays/kind >/dev/null
-kubectl wait --for=condition=Established crd/tenants.scs.dev crd/sdnnetworks.scs.dev crd/secureworkloads.scs.dev --timeout=60s
+kubectl wait --for=condition=Established crd/tenants.scs.dev crd/sdnnetworks.scs.dev crd/secureworkloads.scs.dev crd/patrols.scs.dev crd/notificationchannels.scs.dev --timeout=60s
 # The image tag does not change between runs: restart so the new binary runs.
 kubectl -n scs-system rollout restart deploy/scs-operator >/dev/null
 if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; then
@@ -79,7 +80,7 @@ step "cluster tests"
 # How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0
-cargo test -p e2e --features cluster --locked --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images -- --test-threads=4 || status=$?
+cargo test -p e2e --features cluster --locked --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_patrol -- --test-threads=4 || status=$?
 # The node tests restart the kubelet: they run alone, after the rest.
 if [ "$status" = 0 ]; then
   cargo test -p e2e --features cluster --locked --test cluster_node -- --test-threads=1 || status=$?

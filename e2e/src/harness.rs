@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use scs_operator::api::{SdnNetwork, Tenant};
+use scs_operator::clock::Clock;
 use scs_operator::config::OperatorConfig;
+use scs_operator::controller::RunOptions;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -29,6 +31,17 @@ impl Harness {
     /// Starts with `objects` (API path, object) already on the server, as a cluster that had
     /// them before the operator came.
     pub async fn start_seeded(objects: &[(&str, Value)]) -> Self {
+        Self::start_seeded_with(objects, RunOptions::default()).await
+    }
+
+    /// Starts with the controllers reading time from `clock` (tenant expiry, patrol schedules):
+    /// tests move a [`scs_operator::clock::ManualClock`] instead of waiting.
+    pub async fn start_with_clock(clock: Clock) -> Self {
+        Self::start_seeded_with(&[], RunOptions { clock, ..Default::default() }).await
+    }
+
+    /// Starts with `objects` seeded and these [`RunOptions`].
+    pub async fn start_seeded_with(objects: &[(&str, Value)], options: RunOptions) -> Self {
         // RUST_LOG=scs_operator=debug shows the controllers at work.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -40,10 +53,15 @@ impl Harness {
         }
         let client = server.client();
         let (stop, stopped) = oneshot::channel::<()>();
-        let controllers =
-            tokio::spawn(scs_operator::controller::run(client.clone(), OperatorConfig::default(), None, async {
+        let controllers = tokio::spawn(scs_operator::controller::run_with(
+            client.clone(),
+            OperatorConfig::default(),
+            options,
+            None,
+            async {
                 let _ = stopped.await;
-            }));
+            },
+        ));
         Self { server, client, stop: Some(stop), controllers }
     }
 
@@ -58,6 +76,24 @@ impl Harness {
             .await;
         eventually("tenant ready", || async { harness.is_ready("acme") }).await;
         harness
+    }
+
+    /// Stops the controllers and starts new ones against the same API server, as an operator
+    /// restart or a leader change would.
+    pub async fn restart(&mut self, options: RunOptions) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        tokio::time::timeout(WAIT, &mut self.controllers).await.expect("controllers stop on shutdown").unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.controllers = tokio::spawn(scs_operator::controller::run_with(
+            self.client.clone(),
+            OperatorConfig::default(),
+            options,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        self.stop = Some(stop);
     }
 
     pub async fn stop(mut self) {

@@ -4,9 +4,12 @@
 pub mod api;
 pub mod builders;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod device_plugin;
+pub mod expiry;
+pub mod patrol;
 pub mod images;
 pub mod plugin;
 pub mod quantity;

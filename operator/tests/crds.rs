@@ -51,9 +51,11 @@ fn names_columns_and_subresources() {
         );
         let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
         let (short, scope, expected_columns): (&str, &str, &[&str]) = match names.kind.as_str() {
-            "Tenant" => ("tn", "Cluster", &["Namespaces", "Ready", "Age"]),
+            "Tenant" => ("tn", "Cluster", &["Namespaces", "Ready", "Lifecycle", "Days left", "Age"]),
             "SdnNetwork" => ("sdn", "Cluster", &["Type", "CIDR", "Age"]),
             "SecureWorkload" => ("swl", "Namespaced", &["Kind", "Ready", "Phase", "Age"]),
+            "NotificationChannel" => ("nch", "Cluster", &["Type", "Secret", "Last delivery", "Age"]),
+            "Patrol" => ("ptl", "Cluster", &["Schedule", "Zone", "Last run", "Items", "Ready", "Age"]),
             other => panic!("unexpected CRD {other}"),
         };
         assert_eq!(names.short_names.as_deref(), Some(&[short.to_string()][..]));

@@ -8,6 +8,10 @@
 // duplicated attributes.
 mod common;
 #[allow(clippy::duplicated_attributes)]
+mod notification_channel;
+#[allow(clippy::duplicated_attributes)]
+mod patrol;
+#[allow(clippy::duplicated_attributes)]
 mod sdn_network;
 #[allow(clippy::duplicated_attributes)]
 mod secure_workload;
@@ -15,6 +19,8 @@ mod secure_workload;
 mod tenant;
 
 pub use common::*;
+pub use notification_channel::*;
+pub use patrol::*;
 pub use sdn_network::*;
 pub use secure_workload::*;
 pub use tenant::*;
@@ -31,5 +37,5 @@ pub const API_VERSION: &str = "scs.dev/v1alpha1";
 
 /// All CRDs of the operator, in a stable order (the order of `crds/` files and `crdgen` output).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![SdnNetwork::crd(), SecureWorkload::crd(), Tenant::crd()]
+    vec![NotificationChannel::crd(), Patrol::crd(), SdnNetwork::crd(), SecureWorkload::crd(), Tenant::crd()]
 }

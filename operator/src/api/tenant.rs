@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,18 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status",
         description = "Whether every concern of the tenant is in place"
+    ),
+    printcolumn(
+        name = "Lifecycle",
+        type_ = "string",
+        json_path = ".status.lifecycle.state",
+        description = "Active, Expired or Suspended (with spec.expiresAt)"
+    ),
+    printcolumn(
+        name = "Days left",
+        type_ = "integer",
+        json_path = ".status.lifecycle.daysLeft",
+        description = "Whole days until spec.expiresAt"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(super::CLUSTER_NAME_RULE).message(super::CLUSTER_NAME_MESSAGE)
@@ -96,6 +108,50 @@ pub struct TenantSpec {
     /// domains the tenant may not publish Ingresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<TenantIngress>,
+
+    /// When the tenant's allotment ends, RFC 3339 (e.g. `2027-03-31T16:00:00Z` or
+    /// `2027-04-01T00:00:00+08:00`). Status shows the days left; what happens then is
+    /// `expiryPolicy`. Moving it into the future renews the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// What expiry does: `Notify` (default: status, an Event, metrics and patrol reports only) or
+    /// `Suspend` (also every SecureWorkload of the tenant is stopped: Deployments and StatefulSets
+    /// scaled to zero, Jobs and CronJobs suspended; nothing is deleted, volumes keep their data, and
+    /// everything resumes when `expiresAt` moves into the future).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_policy: Option<ExpiryPolicy>,
+
+    /// This tenant's own patrol settings: extra NotificationChannels that get its findings, and
+    /// thresholds that override the Patrol's, field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patrol: Option<TenantPatrol>,
+}
+
+/// What expiry of a tenant does.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExpiryPolicy {
+    /// Report only.
+    #[default]
+    Notify,
+    /// Stop every workload of the tenant (nothing deleted) until it is renewed.
+    Suspend,
+}
+
+/// Per-tenant patrol settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantPatrol {
+    /// NotificationChannels that receive this tenant's findings (a report of their own), besides
+    /// the Patrol's channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 253)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub channels: Vec<String>,
+
+    /// Thresholds for this tenant; each field set here wins over the Patrol's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<super::PatrolThresholds>,
 }
 
 /// Which Ingress hosts belong to the tenant.
@@ -398,6 +454,30 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+
+    /// Where the tenant stands with `spec.expiresAt` (absent without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<TenantLifecycle>,
+}
+
+/// A tenant's expiry state.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantLifecycle {
+    /// `Active`, `Expired` (policy Notify) or `Suspended` (policy Suspend: workloads stopped).
+    pub state: LifecycleState,
+    /// `spec.expiresAt` this state was decided from.
+    pub expires_at: Time,
+    /// Whole days until expiry, rounded down; negative once expired (days since).
+    pub days_left: i64,
+}
+
+/// Expiry state of a tenant.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifecycleState {
+    Active,
+    Expired,
+    Suspended,
 }
 
 /// A pull Secret copied into a tenant namespace.

@@ -16,6 +16,7 @@ use tracing::warn;
 use super::backoff::Backoff;
 use crate::api::{SdnNetwork, SecureWorkload, Tenant, TenantStatus};
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::config::OperatorConfig;
 
 /// Requeue interval after a successful reconcile: a safety net, not the main trigger (watches are).
@@ -50,6 +51,10 @@ pub struct Context {
     /// Set once at start: why `networkIsolation.clusterCidrs` do not cover the cluster's pod and
     /// Service CIDRs (see [`super::cluster_cidrs`]); `None` when they do.
     pub cidr_mismatch: OnceLock<Option<String>>,
+    /// What "now" is for expiry and patrol schedules (the system clock; tests set their own).
+    pub clock: Clock,
+    /// Attempts, backoff and timeout of patrol report deliveries.
+    pub delivery: crate::patrol::deliver::Policy,
     /// Bumped on every change the tenant and network caches see (see [`Context::caches_changed`]).
     catalog_version: AtomicU64,
     catalog: Mutex<Option<(u64, Arc<CatalogSnapshot>)>>,
@@ -170,6 +175,8 @@ impl Context {
             tenant_status: Written::default(),
             finalizer_added: Written::default(),
             cidr_mismatch: OnceLock::new(),
+            clock: Clock::system(),
+            delivery: Default::default(),
             catalog_version: AtomicU64::new(0),
             catalog: Mutex::default(),
         }

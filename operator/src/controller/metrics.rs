@@ -44,6 +44,18 @@ struct TenantPhase {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PatrolChannel {
+    patrol: String,
+    channel: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantResource {
     tenant: String,
     resource: String,
@@ -65,6 +77,10 @@ pub struct Metrics {
     quota_used: Family<TenantResource, Gauge<f64, AtomicU64>>,
     /// Tenant → the quota entries it has series for.
     quota_resources: Mutex<HashMap<String, Vec<String>>>,
+    /// Whole days until each tenant's `spec.expiresAt` (negative once expired).
+    days_left: Family<TenantLabel, Gauge>,
+    /// Patrol deliveries by patrol, channel and result.
+    deliveries: Family<PatrolChannel, Counter>,
 }
 
 #[derive(Default)]
@@ -103,6 +119,14 @@ impl Metrics {
             "Used over hard of each tenant quota entry (1 = full; hard 0 counts as full when used)",
             quota_used.clone(),
         );
+        let days_left = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "tenant_expiry_days_left",
+            "Whole days until the tenant's spec.expiresAt, negative once expired (only tenants with expiresAt); count(... <= 7) is the tenants expiring within 7 days",
+            days_left.clone(),
+        );
+        let deliveries = Family::<PatrolChannel, Counter>::default();
+        registry.register("patrol_deliveries", "Patrol reports by patrol, channel and result", deliveries.clone());
         Self {
             registry,
             reconciles,
@@ -115,7 +139,29 @@ impl Metrics {
             workload_phases: Mutex::default(),
             quota_used,
             quota_resources: Mutex::default(),
+            days_left,
+            deliveries,
         }
+    }
+
+    /// Sets `tenant`'s whole days until expiry; `None` (no `expiresAt`, or a deleted tenant)
+    /// removes the series.
+    pub fn tenant_days_left(&self, tenant: &str, days: Option<i64>) {
+        let labels = TenantLabel { tenant: tenant.into() };
+        match days {
+            Some(days) => {
+                self.days_left.get_or_create(&labels).set(days);
+            }
+            None => {
+                self.days_left.remove(&labels);
+            }
+        }
+    }
+
+    /// Counts one patrol delivery.
+    pub fn patrol_delivery(&self, patrol: &str, channel: &str, result: &str) {
+        let labels = PatrolChannel { patrol: patrol.into(), channel: channel.into(), result: result.into() };
+        self.deliveries.get_or_create(&labels).inc();
     }
 
     /// Records the phase of workload `key` of `tenant`; `None` forgets the workload.

@@ -13,10 +13,12 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod leader;
+pub mod lifecycle;
 pub mod managed;
 pub mod metrics;
-pub mod release;
+pub mod patrol;
 pub mod pull_secrets;
+pub mod release;
 pub mod sdn_network;
 pub mod secondary_isolation;
 pub mod settled;
@@ -37,8 +39,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{SdnNetwork, SecureWorkload, Tenant};
+use crate::api::{Patrol, SdnNetwork, SecureWorkload, Tenant};
 use crate::builders::labels;
+use crate::clock::Clock;
 use crate::config::OperatorConfig;
 use context::Context;
 use error::Error;
@@ -112,8 +115,9 @@ where
 }
 
 /// What matters of an object to a controller that only cares that it exists, when its spec
-/// changes (when `generation` is set) and when its deletion starts.
-type Signature = (Option<String>, Option<i64>, bool);
+/// changes (when `generation` is set), when its deletion starts and, for tenants, whether expiry
+/// suspends its workloads (a status-only change that the workload controller must follow).
+type Signature = (Option<String>, Option<i64>, bool, Option<String>);
 
 /// Changes of every `K` that matter to another controller, as triggers: an object appearing,
 /// going, starting to be deleted and, with `generation`, a change of its spec. Status-only writes
@@ -123,6 +127,7 @@ type Signature = (Option<String>, Option<i64>, bool);
 fn lifecycle<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     generation: bool,
+    marker: impl Fn(&K) -> Option<String> + Send + 'static,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource + Clone + Send + 'static,
@@ -133,8 +138,12 @@ where
         let out = match event {
             Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
                 let meta = object.meta();
-                let signature =
-                    (meta.uid.clone(), meta.generation.filter(|_| generation), meta.deletion_timestamp.is_some());
+                let signature = (
+                    meta.uid.clone(),
+                    meta.generation.filter(|_| generation),
+                    meta.deletion_timestamp.is_some(),
+                    marker(&object),
+                );
                 match seen.insert(key(&object), signature.clone()) {
                     Some(before) if before == signature => None,
                     _ => Some(Ok(object)),
@@ -178,6 +187,25 @@ pub async fn run(
     health: Option<std::net::SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    run_with(client, config, RunOptions::default(), health, shutdown).await
+}
+
+/// What tests may change about [`run`]: the clock that expiry and patrol schedules go by (tests
+/// move it instead of waiting), and how patiently patrol reports are delivered.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub clock: Clock,
+    pub delivery: crate::patrol::deliver::Policy,
+}
+
+/// [`run`] with [`RunOptions`].
+pub async fn run_with(
+    client: Client,
+    config: OperatorConfig,
+    options: RunOptions,
+    health: Option<std::net::SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
 
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
@@ -185,7 +213,10 @@ pub async fn run(
     // any controller polling its triggers.
     let (tenant_store, tenant_cache) = cached::<Tenant>(client.clone());
     let (network_store, network_cache) = cached::<SdnNetwork>(client.clone());
-    let ctx = Arc::new(Context::new(client.clone(), config, tenant_store.clone(), network_store.clone()));
+    let mut context = Context::new(client.clone(), config, tenant_store.clone(), network_store.clone());
+    context.clock = options.clock;
+    context.delivery = options.delivery;
+    let ctx = Arc::new(context);
     // Tenant changes reach the network and workload controllers from the cache task, after the
     // cache has applied them: those controllers read the cache when triggered, and a watch of
     // their own could trigger them before the cache has the change. Unbounded, so the cache task
@@ -237,7 +268,7 @@ pub async fn run(
     }
     let network_events = changes::<SdnNetwork>(client.clone());
     // Networks and workloads read only a tenant's spec.
-    let tenant_events = lifecycle(received(from_tenants_to_networks), true);
+    let tenant_events = lifecycle(received(from_tenants_to_networks), true, |_| None);
 
     // Children of a tenant carry its name in a label.
     let to_tenant = |meta: &kube::core::ObjectMeta| {
@@ -287,6 +318,7 @@ pub async fn run(
         watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
             .default_backoff(),
         false,
+        |_| None,
     );
     tenant_controller =
         tenant_controller.watches_stream(workloads, move |workload: PartialObjectMeta<SecureWorkload>| {
@@ -314,7 +346,6 @@ pub async fn run(
             kind.resource.clone(),
         );
     }
-
 
     // Workloads: their children are found by the `scs.dev/workload` label (retained claims carry
     // no owner reference), and a tenant change re-renders every workload in its namespaces.
@@ -347,7 +378,10 @@ pub async fn run(
             kind.resource.clone(),
         );
     }
-    let tenant_changes = lifecycle(received(from_tenants_to_workloads), true);
+    // Workloads also follow a tenant's expiry suspension, which only its status records.
+    let tenant_changes = lifecycle(received(from_tenants_to_workloads), true, |tenant: &DeserializeGuard<Tenant>| {
+        tenant.0.as_ref().ok().and_then(crate::expiry::trigger_marker)
+    });
     workload_controller =
         workload_controller.watches_stream(tenant_changes, move |tenant: DeserializeGuard<Tenant>| {
             let namespaces = tenant.0.map(|t| t.namespace_names()).unwrap_or_default();
@@ -367,6 +401,12 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .run(|object, ctx| timed("secureworkload", workload::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "SecureWorkload"));
+    // Patrols run on their schedule (each reconcile requeues itself for the next run).
+    let patrols = Controller::new(Api::<DeserializeGuard<Patrol>>::all(client.clone()), watcher::Config::default())
+        .with_config(controller_config())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(|object, ctx| timed("patrol", patrol::reconcile(object, ctx)), error_policy, ctx.clone())
+        .for_each(|result| reset_on_success(result, ctx.clone(), "Patrol"));
     let networks = network_controller
         .graceful_shutdown_on(shutdown)
         .run(|object, ctx| timed("sdnnetwork", sdn_network::reconcile(object, ctx)), error_policy, ctx.clone())
@@ -380,7 +420,7 @@ pub async fn run(
     metrics::metrics().set_leader(true);
     info!("controllers started");
     let probes = health.map(|address| tokio::spawn(health::serve(address, ctx.clone())));
-    future::join3(tenants, networks, workloads).await;
+    future::join(future::join3(tenants, networks, workloads), patrols).await;
     caches.abort();
     if let Some(probes) = probes {
         probes.abort();

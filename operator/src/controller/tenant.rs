@@ -392,6 +392,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let mut status = compute_status(tenant, ctx, &networks, &previous, &states, &report, &retained);
     status.pull_secrets = images.copies;
     add_failures(&mut status, &previous, &platform, &report.refused, images.condition);
+    super::lifecycle::record(tenant, &mut status, &previous, ctx.clock.now());
     let failure_events: Vec<Condition> = ["ChildrenReady", "RuntimeClassReady", "ImagesReady"]
         .iter()
         .filter_map(|type_| status.conditions.iter().find(|c| c.type_ == *type_))
@@ -420,7 +421,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     let ready_message =
         status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
+    let lifecycle = status.lifecycle.clone();
     write_status(tenant, ctx, &previous, status).await?;
+    super::lifecycle::announce(tenant, ctx, previous.lifecycle.as_ref(), lifecycle.as_ref()).await;
     announce_retained(tenant, ctx, &previous, &retained).await;
     let isolation_failed_before =
         previous.conditions.iter().any(|c| c.type_ == "NetworkIsolationReady" && c.status == "False");
@@ -450,8 +453,9 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         ctx.event(tenant, true, &reason, message).await;
     }
     // Nothing watches what users keep in a retained namespace, or a new namespace's default
-    // ServiceAccount: look again soon.
-    Ok(Action::requeue(if retained.is_empty() && !images.waiting { RESYNC } else { RETAINED_RECHECK }))
+    // ServiceAccount: look again soon. Expiry comes back at its instant.
+    let recheck = if retained.is_empty() && !images.waiting { RESYNC } else { RETAINED_RECHECK };
+    Ok(Action::requeue(crate::expiry::requeue(tenant, ctx.clock.now(), recheck)))
 }
 
 /// The tenant's listed networks that are missing from the catalog (no such SdnNetwork), and those
@@ -678,6 +682,7 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
         && previous.namespaces == next.namespaces
         && previous.quota == next.quota
         && previous.pull_secrets == next.pull_secrets
+        && previous.lifecycle == next.lifecycle
         && conditions::same(&previous.conditions, &next.conditions);
     if unchanged {
         return Ok(());
@@ -697,6 +702,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
         metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
         metrics().tenant_quota(&tenant.name_any(), &[]);
+        metrics().tenant_days_left(&tenant.name_any(), None);
         info!(tenant = %tenant.name_any(), deleted, forced, "tenant cleaned up");
         return Ok(Action::await_change());
     }
@@ -742,6 +748,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
     metrics().tenant_quota(&tenant.name_any(), &[]);
+    metrics().tenant_days_left(&tenant.name_any(), None);
     info!(tenant = %tenant.name_any(), deleted = report.deleted, "tenant cleaned up");
     Ok(Action::await_change())
 }

@@ -105,7 +105,11 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         return Ok(Action::requeue(CONFLICT_RECHECK));
     }
 
-    let desired = workload::workload_children(workload, tenant, &ctx.config);
+    // A tenant suspended by expiry stops the workload as `spec.suspended` would, without writing
+    // to the spec (Git stays the source of truth); the replica count to return to is kept.
+    let suspended = crate::expiry::suspended_copy(workload, tenant);
+    let built = suspended.as_ref().unwrap_or(workload);
+    let desired = workload::workload_children_on(built, tenant, &ctx.config, &catalog.networks);
     // An older workload of the namespace producing a child of the same name keeps it.
     let collisions = earlier_collisions(workload, tenant, &desired, &ctx).await?;
     if !collisions.is_empty() {
@@ -152,14 +156,17 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         recreate(workload, &ctx, refused).await?;
         return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
-    let assessed = assess(workload, observed.as_ref());
+    let assessed = assess(built, observed.as_ref());
     let problem = if super::workload_status::needs_pod_check(assessed.0) && kind != crate::api::WorkloadKind::CronJob {
         let pods = workload_pods(&ctx, &namespace, &name).await?;
         pod_problem(live.as_ref(), &pods)
     } else {
         None
     };
-    let (phase, ready, next) = with_failures(workload, assessed, problem, &report.refused);
+    let (phase, ready, mut next) = with_failures(built, assessed, problem, &report.refused);
+    if suspended.is_some() {
+        crate::expiry::explain_suspension(&mut next, tenant);
+    }
     metrics().workload_phase(&owner, Some((&tenant.name_any(), &format!("{phase:?}"))));
     let children_ready = next.iter().find(|c| c.type_ == "ChildrenReady").cloned();
     let status = SecureWorkloadStatus {
