@@ -108,7 +108,7 @@ pub fn desired_children(catalog: &Catalog, config: &OperatorConfig) -> Vec<Child
     }
     for workload in &catalog.workloads {
         if let Some(tenant) = workload.metadata.namespace.as_deref().and_then(|ns| catalog.tenant_of_namespace(ns)) {
-            children.extend(workload::workload_children(workload, tenant, config));
+            children.extend(workload::workload_children_on(workload, tenant, config, &catalog.networks));
         }
     }
     children.sort_by(Child::render_order);

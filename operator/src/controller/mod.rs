@@ -295,12 +295,12 @@ pub async fn run_with(
         tenant_controller.watches_stream(network_events, move |network: DeserializeGuard<SdnNetwork>| {
             let name = network.name_any();
             let catalog = mapper_ctx.catalog();
-            // Their MultiNetworkPolicies allow the CIDRs of the networks of the same isolation domain.
-            let domain = network.0.as_ref().ok().and_then(|n| n.spec.isolation_domain.clone());
+            // Policies of tenants on networks with an isolation domain allow the CIDRs of the other
+            // networks of that domain; the change may have moved this one into or out of it.
             let related: Vec<String> = catalog
                 .networks
                 .iter()
-                .filter(|n| n.name_any() == name || (domain.is_some() && n.spec.isolation_domain == domain))
+                .filter(|n| n.spec.isolation_domain.is_some())
                 .map(|n| n.name_any())
                 .chain(std::iter::once(name.clone()))
                 .collect();
@@ -333,6 +333,21 @@ pub async fn run_with(
                 let networks = tenant.0.map(|t| t.spec.networks).unwrap_or_default();
                 networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
             });
+    // Subnets allow the CIDRs of the other networks of their isolation domain: any network change
+    // may concern every Kube-OVN network (there are few).
+    let network_ctx = ctx.clone();
+    network_controller = network_controller.watches_stream(
+        changes::<SdnNetwork>(client.clone()),
+        move |_: DeserializeGuard<SdnNetwork>| {
+            let catalog = network_ctx.catalog();
+            catalog
+                .networks
+                .iter()
+                .filter(|n| n.spec.network_type == crate::api::NetworkType::KubeOvn)
+                .map(|n| ObjectRef::new(&n.name_any()))
+                .collect::<Vec<_>>()
+        },
+    );
     // A network's own children (Kube-OVN Subnets) carry its name in a label.
     for kind in managed::kinds_of(managed::Scope::Network) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);

@@ -98,7 +98,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         return Ok(Action::await_change());
     }
     // An older workload of the tenant asking for the same static address keeps it.
-    let taken = earlier_static_ips(workload, tenant, &ctx).await?;
+    let taken = earlier_static_ips(workload, tenant, &catalog, &ctx).await?;
     if !taken.is_empty() {
         let message = taken.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         hold(workload, &ctx, &previous, "Conflict", format!("{message}; nothing of this workload is applied")).await?;
@@ -328,23 +328,43 @@ async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str)
     Ok(catalog.tenants.iter().find(|t| t.name_any() == *owner && t.namespace_names().iter().any(|n| n == namespace)))
 }
 
-/// Static addresses of `workload` that an older workload of its tenant (in any of the tenant's
-/// namespaces, see [`cross::static_ip_order`]) asks for on the same network. The tenant's
-/// workloads are listed only when this one asks for a static address at all.
-async fn earlier_static_ips(workload: &SecureWorkload, tenant: &Tenant, ctx: &Context) -> Result<Vec<FieldError>> {
+/// Static addresses of `workload` that an older workload (see [`cross::static_ip_order`]) asks for
+/// on the same network: of its tenant (in any of the tenant's namespaces), or of another tenant
+/// attached to that network (a shared network is one address space; that workload is not named).
+/// Workloads are listed only when this one asks for a static address at all, and only in the
+/// namespaces of tenants on the networks it asks them on.
+async fn earlier_static_ips(
+    workload: &SecureWorkload,
+    tenant: &Tenant,
+    catalog: &Catalog,
+    ctx: &Context,
+) -> Result<Vec<FieldError>> {
     if !cross::has_static_ips(workload) {
         return Ok(Vec::new());
     }
     let mine = cross::static_ip_order(workload);
+    let own = tenant.namespace_names();
+    let networks: Vec<&str> =
+        workload.spec.networks.iter().filter(|n| !n.ips.is_empty()).map(|n| n.name.as_str()).collect();
+    let mut namespaces = own.clone();
+    for other in catalog.tenants.iter().filter(|t| t.name_any() != tenant.name_any()) {
+        if other.spec.networks.iter().any(|n| networks.contains(&n.as_str())) {
+            namespaces.extend(other.namespace_names().into_iter().filter(|ns| !own.contains(ns)));
+        }
+    }
     let mut others = Vec::new();
-    for namespace in tenant.namespace_names() {
-        let api: Api<DeserializeGuard<SecureWorkload>> = Api::namespaced(ctx.client.clone(), &namespace);
+    for namespace in &namespaces {
+        let api: Api<DeserializeGuard<SecureWorkload>> = Api::namespaced(ctx.client.clone(), namespace);
         others.extend(api.list(&ListParams::default()).await?.items.into_iter().filter_map(|g| g.0.ok()));
     }
     let mut earlier: Vec<&SecureWorkload> =
         others.iter().filter(|o| cross::has_static_ips(o) && cross::static_ip_order(o) < mine).collect();
     earlier.sort_by_key(|o| cross::static_ip_order(o));
-    Ok(cross::static_ip_conflicts(workload, &earlier))
+    let (same, foreign): (Vec<&SecureWorkload>, Vec<&SecureWorkload>) =
+        earlier.into_iter().partition(|o| own.contains(&o.namespace().unwrap_or_default()));
+    let mut conflicts = cross::static_ip_conflicts(workload, &same);
+    conflicts.extend(cross::foreign_static_ip_conflicts(workload, &foreign));
+    Ok(conflicts)
 }
 
 /// Writes the status when it says something new; returns whether it wrote.

@@ -286,12 +286,13 @@ pub fn host_in_domain(host: &str, domain: &str) -> bool {
 }
 
 /// Static addresses `spec.networks[i].ips[j]` of `workload` against the SdnNetworks they are on:
-/// only on macvlan, ipvlan and bridge networks (their `<network>.static` attachment assigns them),
 /// inside the network's CIDR and with its prefix length, not its network or broadcast address, not
-/// the gateway, not excluded, and outside the `ipRange` whereabouts hands out by itself (static
-/// addresses are assigned by the `static` IPAM plugin and never recorded in whereabouts' pool, so
-/// one inside the range could be given to another pod too). Networks that do not exist, or whose
-/// own spec is broken, are reported elsewhere.
+/// the gateway, not excluded. On macvlan, ipvlan and bridge networks (their `<network>.static`
+/// attachment assigns them with the `static` IPAM plugin, which records nothing in whereabouts'
+/// pool) they must lie outside the `ipRange` whereabouts hands out by itself, else another pod
+/// could get the same address; on Kube-OVN networks (Kube-OVN's IPAM records fixed addresses from
+/// its pod annotation) inside it, since the Subnet excludes everything else. Networks that do not
+/// exist, or whose own spec is broken, are reported elsewhere.
 pub fn static_ip_errors(workload: &SecureWorkload, catalog: &Catalog) -> Vec<FieldError> {
     let mut errors = Vec::new();
     for (i, attachment) in workload.spec.networks.iter().enumerate() {
@@ -309,12 +310,7 @@ pub fn static_ip_errors(workload: &SecureWorkload, catalog: &Catalog) -> Vec<Fie
 fn static_ip_problem(network: &SdnNetwork, requested: &str) -> Option<String> {
     let spec = &network.spec;
     let name = network.name_any();
-    if !uses_whereabouts(spec.network_type) {
-        return Some(format!(
-            "static addresses are not supported on Kube-OVN network {name:?}: Kube-OVN takes fixed addresses from \
-             its own pod annotation, which the operator does not write; use a macvlan, ipvlan or bridge network"
-        ));
-    }
+    let kube_ovn = !uses_whereabouts(spec.network_type);
     let Ok(net) = spec.cidr.parse::<IpNet>() else { return None };
     let Ok(ip) = requested.parse::<IpNet>() else {
         return Some(format!("{requested:?} is not an address in CIDR form, e.g. 192.168.100.20/24"));
@@ -338,6 +334,15 @@ fn static_ip_problem(network: &SdnNetwork, requested: &str) -> Option<String> {
     }
     let range =
         spec.ip_range.as_ref().and_then(|r| Some((r.start.parse::<IpAddr>().ok()?, r.end.parse::<IpAddr>().ok()?)));
+    if kube_ovn {
+        return match range {
+            Some((start, end)) if address < start || end < address => Some(format!(
+                "{address} is outside network {name:?}'s ipRange {start}-{end}, the only addresses its Kube-OVN Subnet \
+                 hands out"
+            )),
+            _ => None,
+        };
+    }
     match (&spec.ip_range, range) {
         (None, _) => Some(format!(
             "network {name:?} has no ipRange, so whereabouts may hand any address of {net} to another pod; \
@@ -386,6 +391,38 @@ pub fn static_ip_conflicts(workload: &SecureWorkload, earlier: &[&SecureWorkload
     errors
 }
 
+/// Static addresses `workload` requests that a workload of another tenant (in `others`, those
+/// that claim addresses before it, see [`static_ip_order`]) requests on the same network: a shared
+/// network is one address space, and the first keeps the address. The other tenant's workload is
+/// not named (tenants do not learn of each other).
+pub fn foreign_static_ip_conflicts(workload: &SecureWorkload, others: &[&SecureWorkload]) -> Vec<FieldError> {
+    let taken = |network: &str, address: IpAddr| {
+        others.iter().any(|other| {
+            other
+                .spec
+                .networks
+                .iter()
+                .any(|n| n.name == network && n.ips.iter().any(|ip| static_address(ip) == Some(address)))
+        })
+    };
+    let mut errors = Vec::new();
+    for (i, attachment) in workload.spec.networks.iter().enumerate() {
+        for (j, requested) in attachment.ips.iter().enumerate() {
+            let Some(address) = static_address(requested) else { continue };
+            if taken(&attachment.name, address) {
+                errors.push(FieldError::new(
+                    format!("spec.networks[{i}].ips[{j}]"),
+                    format!(
+                        "{address} on network {:?} is already requested by a workload of another tenant",
+                        attachment.name
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// The order in which a tenant's workloads claim static addresses: the older first, then by
 /// namespace and name.
 pub fn static_ip_order(workload: &SecureWorkload) -> (Option<Timestamp>, String, String) {
@@ -405,7 +442,8 @@ fn static_address(requested: &str) -> Option<IpAddr> {
     requested.parse::<IpNet>().ok().map(|ip| ip.addr())
 }
 
-/// Static address conflicts between the workloads of each tenant (render's view: every workload).
+/// Static address conflicts between the workloads of each tenant, and with other tenants' on the
+/// same networks (render's view: every workload).
 fn check_static_ips(catalog: &Catalog, errors: &mut Vec<(ObjectKey, FieldError)>) {
     let mut ordered: Vec<&SecureWorkload> = catalog.workloads.iter().filter(|w| has_static_ips(w)).collect();
     ordered.sort_by_key(|w| static_ip_order(w));
@@ -421,6 +459,15 @@ fn check_static_ips(catalog: &Catalog, errors: &mut Vec<(ObjectKey, FieldError)>
             .filter(|w| tenant_namespaces.contains(&w.namespace().unwrap_or_default()))
             .collect();
         errors.extend(static_ip_conflicts(workload, &earlier).into_iter().map(|e| (key.clone(), e)));
+        let foreign: Vec<&SecureWorkload> = ordered[..index]
+            .iter()
+            .copied()
+            .filter(|w| {
+                let namespace = w.namespace().unwrap_or_default();
+                !tenant_namespaces.contains(&namespace) && catalog.tenant_of_namespace(&namespace).is_some()
+            })
+            .collect();
+        errors.extend(foreign_static_ip_conflicts(workload, &foreign).into_iter().map(|e| (key.clone(), e)));
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod expose;
 mod kinds;
+mod kube_ovn;
 pub mod pod;
 mod volumes;
 
@@ -17,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::{Resource, ResourceExt};
 
 use super::{Child, labels, namespace::runtime_class_of};
-use crate::api::{SecureWorkload, Tenant, WorkloadKind};
+use crate::api::{SdnNetwork, SecureWorkload, Tenant, WorkloadKind};
 use crate::config::OperatorConfig;
 
 pub use kinds::DEFAULT_REVISION_HISTORY;
@@ -54,8 +55,21 @@ pub fn copied_labels(workload: &SecureWorkload) -> BTreeMap<String, String> {
     workload.labels().iter().filter(|(key, _)| !is_reserved_label(key)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-/// Everything the operator creates for `workload` of `tenant`.
+/// Everything the operator creates for `workload` of `tenant`, as if none of its networks were a
+/// Kube-OVN one (enough for the children's names; see [`workload_children_on`]).
 pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &OperatorConfig) -> Vec<Child> {
+    workload_children_on(workload, tenant, config, &[])
+}
+
+/// Everything the operator creates for `workload` of `tenant`; `networks` (the SdnNetworks) tell
+/// which of its networks are Kube-OVN ones, whose pods take their Subnet and fixed addresses from
+/// annotations.
+pub fn workload_children_on(
+    workload: &SecureWorkload,
+    tenant: &Tenant,
+    config: &OperatorConfig,
+    networks: &[SdnNetwork],
+) -> Vec<Child> {
     let name = workload.name_any();
     let namespace = workload.namespace();
     let owner = workload.controller_owner_ref(&());
@@ -72,6 +86,7 @@ pub fn workload_children(workload: &SecureWorkload, tenant: &Tenant, config: &Op
     let selector = selector_labels(&name);
     let spec = &workload.spec;
     let mut template = pod::pod_template(workload, &runtime_class_of(tenant, config), config, &selector);
+    kube_ovn::adapt(&mut template, workload, networks);
     pod::pull_settings(&mut template, tenant, config);
     // The template's own labels (and the selector's) win over the workload's.
     let pod_labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(BTreeMap::new);

@@ -98,17 +98,45 @@ fn without_an_ip_range_whereabouts_owns_the_whole_cidr() {
 }
 
 #[test]
-fn kube_ovn_networks_take_no_static_addresses() {
-    // Its `.static` attachment does not exist: Kube-OVN reads fixed addresses from its own annotation.
-    let errors = static_ip_errors(
-        &workload("acme-prod", "db", json!([{"name": "ovn-secure", "ips": ["10.210.3.4/16"]}])),
-        &catalog(vec![]),
+fn kube_ovn_static_addresses_come_from_inside_its_range() {
+    // Kube-OVN records fixed addresses in its own IPAM; its Subnet excludes what lies outside ipRange.
+    let mut network = ovn();
+    network.spec.ip_range = Some(crate::api::IpRange { start: "10.210.1.0".into(), end: "10.210.9.255".into() });
+    network.spec.exclude = vec!["10.210.5.0/24".into()];
+    let ranged = Catalog { networks: vec![office(), network], ..catalog(vec![]) };
+    let problem = |ip: &str| {
+        static_ip_errors(&workload("acme-prod", "db", json!([{"name": "ovn-secure", "ips": [ip]}])), &ranged)
+            .into_iter()
+            .next()
+            .map(|e| e.message)
+    };
+    assert_eq!(problem("10.210.3.4/16"), None, "inside the range");
+    assert_eq!(
+        problem("10.210.20.4/16").as_deref(),
+        Some(
+            "10.210.20.4 is outside network \"ovn-secure\"'s ipRange 10.210.1.0-10.210.9.255, the only addresses its Kube-OVN Subnet hands out"
+        )
     );
-    assert_eq!(errors.len(), 1);
-    assert!(
-        errors[0].message.starts_with("static addresses are not supported on Kube-OVN network \"ovn-secure\""),
-        "{}",
-        errors[0]
+    assert_eq!(
+        problem("10.210.5.9/16").as_deref(),
+        Some("10.210.5.9 is in network \"ovn-secure\"'s excluded range 10.210.5.0/24")
+    );
+    assert_eq!(problem("10.210.0.1/16").as_deref(), Some("10.210.0.1 is network \"ovn-secure\"'s gateway"));
+    assert_eq!(
+        problem("10.211.0.4/16").as_deref(),
+        Some("10.211.0.4 is outside network \"ovn-secure\"'s CIDR 10.210.0.0/16")
+    );
+    assert_eq!(
+        problem("10.210.3.4/24").as_deref(),
+        Some("must carry network \"ovn-secure\"'s prefix length: 10.210.3.4/16")
+    );
+    // Without a range: anywhere in the CIDR but the gateway and exclusions.
+    assert_eq!(
+        static_ip_errors(
+            &workload("acme-prod", "db", json!([{"name": "ovn-secure", "ips": ["10.210.200.4/16"]}])),
+            &catalog(vec![])
+        ),
+        vec![]
     );
 }
 
@@ -147,22 +175,37 @@ fn two_workloads_of_a_tenant_may_not_share_an_address() {
             [
                 "SecureWorkload acme-prod/db: spec.networks[0].ips[0]: 192.168.100.10 on network \"office-vlan\" is already requested by SecureWorkload acme-dev/cache",
                 "SecureWorkload acme-prod/solo: spec.networks[1].ips[0]: 192.168.100.11 on network \"office-vlan\" is requested twice",
-                "SecureWorkload acme-prod/web: spec.networks[0].ips[0]: static addresses are not supported on Kube-OVN network \"ovn-secure\": Kube-OVN takes fixed addresses from its own pod annotation, which the operator does not write; use a macvlan, ipvlan or bridge network",
+                "SecureWorkload acme-prod/web: spec.networks[0].ips[0]: 192.168.100.10 is outside network \"ovn-secure\"'s CIDR 10.210.0.0/16",
             ]
         );
     }
 }
 
 #[test]
-fn another_tenants_workload_is_not_compared() {
-    let ours = workload("acme-prod", "db", json!([{"name": "office-vlan", "ips": ["192.168.100.10/24"]}]));
-    let theirs = workload("globex", "db", json!([{"name": "office-vlan", "ips": ["192.168.100.10/24"]}]));
-    assert_eq!(static_ip_conflicts(&theirs, &[&ours]).len(), 1, "the function compares what it is given");
-    let errors: Vec<_> = check(&catalog(vec![ours, theirs]), &OperatorConfig::default())
-        .into_iter()
-        .filter(|(_, e)| e.path.contains(".ips["))
-        .collect();
-    assert_eq!(errors, vec![], "render compares within a tenant");
+fn a_shared_network_is_one_address_space_across_tenants() {
+    // Two tenants on the same flat network: the same static address would be an ARP takeover.
+    let mut ours = workload("acme-prod", "db", json!([{"name": "office-vlan", "ips": ["192.168.100.10/24"]}]));
+    let mut theirs = workload("globex", "db", json!([{"name": "office-vlan", "ips": ["192.168.100.10/24"]}]));
+    ours.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    theirs.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-02-01T00:00:00Z".parse().unwrap()));
+    let elsewhere = workload("globex", "web", json!([{"name": "office-vlan", "ips": ["192.168.100.11/24"]}]));
+    let errors: Vec<String> =
+        check(&catalog(vec![theirs.clone(), ours.clone(), elsewhere]), &OperatorConfig::default())
+            .into_iter()
+            .filter(|(_, e)| e.path.contains(".ips["))
+            .map(|(key, error)| format!("{key}: {error}"))
+            .collect();
+    assert_eq!(
+        errors,
+        [
+            "SecureWorkload globex/db: spec.networks[0].ips[0]: 192.168.100.10 on network \"office-vlan\" is already requested by a workload of another tenant"
+        ],
+        "the older workload keeps it; the other tenant is not named"
+    );
+    assert_eq!(foreign_static_ip_conflicts(&ours, &[]), vec![]);
+    assert_eq!(foreign_static_ip_conflicts(&theirs, &[&ours]).len(), 1);
 }
 
 #[test]
