@@ -244,6 +244,15 @@ pub fn load(documents: Vec<Document>, schemas: &CrdSchemas) -> Result<Loaded, Ve
             loaded.skipped.push((document.source.clone(), format!("{kind} ({api_version})")));
             continue;
         }
+        if matches!(kind.as_str(), "Patrol" | "NotificationChannel") {
+            // Patrol objects act at run time (schedules, deliveries): checked like the others,
+            // nothing to render.
+            match check_patrol_object(&document, &kind, schemas) {
+                Ok(()) => {}
+                Err(mut e) => errors.append(&mut e),
+            }
+            continue;
+        }
         match load_one(&document, &api_version, &kind, schemas) {
             Ok((key, object)) => {
                 if loaded.sources.iter().any(|(k, _)| *k == key) {
@@ -345,6 +354,39 @@ fn load_one(
             Err(located(object_name, errors))
         }
     }
+}
+
+/// Schema and rules of a Patrol or NotificationChannel, and a Patrol's schedule and time zone as
+/// the patrol controller reads them.
+fn check_patrol_object(document: &Document, kind: &str, schemas: &CrdSchemas) -> Result<(), Vec<InputError>> {
+    let value = &document.value;
+    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let mut errors = Vec::new();
+    if let Some(schema) = schemas.get(kind) {
+        errors.extend(schemas.check_structure(schema, value));
+        if errors.is_empty() {
+            errors.extend(schemas.check_rules(schema, value));
+        }
+    }
+    if name.is_empty() {
+        errors.push(FieldError::new("metadata.name", "required field is missing"));
+    }
+    if kind == "Patrol" && errors.is_empty() {
+        if let Some(Err(e)) = value.pointer("/spec/schedule").and_then(Value::as_str).map(crate::patrol::cron::parse) {
+            errors.push(FieldError::new("spec.schedule", e));
+        }
+        if let Err(e) = crate::patrol::cron::zone(value.pointer("/spec/timeZone").and_then(Value::as_str)) {
+            errors.push(FieldError::new("spec.timeZone", e));
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let object = format!("{kind}/{name}");
+    Err(errors
+        .into_iter()
+        .map(|error| InputError { source: document.source.clone(), object: Some(object.clone()), error })
+        .collect())
 }
 
 /// Names as the API server checks them for our kinds: tenant and network names become namespace
