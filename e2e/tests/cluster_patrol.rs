@@ -181,3 +181,70 @@ async fn only_cloud_admins_touch_patrols_and_channels_and_the_operator_reads_onl
     assert!(may(&client, operator, "patch", ("scs.dev", "patrols/status"), None).await);
     delete_tenant(&client, ns).await;
 }
+
+#[tokio::test]
+async fn a_patrol_runs_on_schedule_reads_its_secret_and_reports_each_delivery() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::DeleteParams;
+    use scs_operator::api::{NotificationChannel, Patrol};
+    let client = client().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "scs-system");
+    // Nothing listens on port 9 inside the operator's pod: every attempt fails to connect.
+    apply(
+        &secrets,
+        "e2e-patrol-hook",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "e2e-patrol-hook", "namespace": "scs-system"},
+               "stringData": {"url": "http://127.0.0.1:9/hook?token=e2e-secret-token", "secret": "e2e-signing-secret"}}),
+    )
+    .await;
+    let channels: Api<NotificationChannel> = Api::all(client.clone());
+    for (name, secret) in [("e2e-patrol-hook", "e2e-patrol-hook"), ("e2e-patrol-missing", "e2e-patrol-no-such-secret")]
+    {
+        apply(
+            &channels,
+            name,
+            json!({"apiVersion": "scs.dev/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": name},
+                   "spec": {"secretRef": {"name": secret}}}),
+        )
+        .await;
+    }
+    let patrols: Api<Patrol> = Api::all(client.clone());
+    apply(
+        &patrols,
+        "e2e-every-minute",
+        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "Patrol", "metadata": {"name": "e2e-every-minute"},
+               "spec": {"schedule": "* * * * *", "timeZone": "Asia/Shanghai", "channels": ["e2e-patrol-hook", "e2e-patrol-missing"]}}),
+    )
+    .await;
+    let run = until("a patrol run with both deliveries done", || async {
+        let run = patrols.get("e2e-every-minute").await.ok()?.status?.last_run?;
+        (run.deliveries.len() == 2 && run.deliveries.iter().all(|d| d.result != "Pending")).then_some(run)
+    })
+    .await;
+    assert!(run.id.ends_with("+08:00"), "the run is named by its time in the patrol's zone: {}", run.id);
+    let hook = run.deliveries.iter().find(|d| d.name == "e2e-patrol-hook").unwrap();
+    assert_eq!(
+        (hook.result.as_str(), hook.attempts, hook.platform.as_deref()),
+        ("Failed", 4, Some("webhook")),
+        "{hook:?}"
+    );
+    assert!(hook.message.as_deref().unwrap_or("").contains("cannot connect"), "{hook:?}");
+    let missing = run.deliveries.iter().find(|d| d.name == "e2e-patrol-missing").unwrap();
+    assert_eq!(
+        missing.message.as_deref(),
+        Some("Secret scs-system/e2e-patrol-no-such-secret not found"),
+        "the operator may read its namespace's Secrets by name: a 404, not a 403"
+    );
+    let everything = kubectl(&["get", "patrols,notificationchannels,events", "-A", "-o", "yaml"], None).unwrap();
+    assert!(
+        !everything.contains("e2e-secret-token") && !everything.contains("e2e-signing-secret"),
+        "no credentials shown"
+    );
+    let channel = channels.get("e2e-patrol-hook").await.unwrap();
+    assert_eq!(channel.status.and_then(|s| s.last_delivery).map(|d| d.result).as_deref(), Some("Failed"));
+    let _ = patrols.delete("e2e-every-minute", &DeleteParams::default()).await;
+    for name in ["e2e-patrol-hook", "e2e-patrol-missing"] {
+        let _ = channels.delete(name, &DeleteParams::default()).await;
+    }
+    let _ = secrets.delete("e2e-patrol-hook", &DeleteParams::default()).await;
+}

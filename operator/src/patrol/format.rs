@@ -55,11 +55,7 @@ fn lines(report: &Report) -> Vec<String> {
             let mark = if f.severity == Severity::Critical { "🔴" } else { "🟠" };
             let subject = if f.subject.is_empty() { String::new() } else { format!(" {}", f.subject) };
             let amount = f.amount.as_ref().map(|a| format!(" ({a})")).unwrap_or_default();
-            let summary = f
-                .summary
-                .strip_prefix(&format!("quota {} ", f.subject))
-                .map_or(f.summary.clone(), |rest| format!("quota {rest}"));
-            format!("{}. {mark} **{}**{subject}: {summary}{amount}", i + 1, f.tenant)
+            format!("{}. {mark} **{}**{subject}: {}{amount}", i + 1, f.tenant, f.summary)
         })
         .collect();
     if report.more > 0 {
@@ -174,7 +170,7 @@ mod tests {
                 Category::Quota,
                 "beta",
                 "requests.cpu",
-                "quota requests.cpu 96% used",
+                "quota 96% used",
                 Some("15400m of 16"),
             ),
             finding(
@@ -182,7 +178,7 @@ mod tests {
                 Category::Gpu,
                 "beta",
                 "requests.nvidia.com/gpu",
-                "GPU quota requests.nvidia.com/gpu fully used: no accelerator left for a new pod",
+                "GPU quota fully used: no accelerator left for a new pod",
                 Some("2 of 2"),
             ),
         ];

@@ -153,7 +153,7 @@ pub fn tenant_findings(tenant: &Tenant, thresholds: &Thresholds, gpu_keys: &[Str
                     category: Category::Gpu,
                     tenant: name.clone(),
                     subject: key.clone(),
-                    summary: format!("GPU quota {key} fully used: no accelerator left for a new pod"),
+                    summary: "GPU quota fully used: no accelerator left for a new pod".into(),
                     amount,
                     urgency: 0,
                 });
@@ -173,7 +173,7 @@ pub fn tenant_findings(tenant: &Tenant, thresholds: &Thresholds, gpu_keys: &[Str
             category: Category::Quota,
             tenant: name.clone(),
             subject: key.clone(),
-            summary: format!("quota {key} {percent}% used"),
+            summary: format!("quota {percent}% used"),
             amount,
             urgency: -(percent as i64),
         });
@@ -360,13 +360,7 @@ mod tests {
         let th = resolve(None, None);
         let found = tenant_findings(&t, &th, &gpu(), at(NOW));
         let summaries: Vec<(Severity, &str)> = found.iter().map(|f| (f.severity, f.summary.as_str())).collect();
-        assert_eq!(
-            summaries,
-            [
-                (Severity::Critical, "quota requests.cpu 96% used"),
-                (Severity::Warning, "quota requests.memory 81% used")
-            ]
-        );
+        assert_eq!(summaries, [(Severity::Critical, "quota 96% used"), (Severity::Warning, "quota 81% used")]);
         assert_eq!(found[0].amount.as_deref(), Some("15400m of 16"));
         // Storage at 68%: reported once its own warning threshold is 60.
         let patrol = PatrolThresholds {
