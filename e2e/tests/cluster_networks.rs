@@ -165,6 +165,17 @@ async fn policies_and_subnets_are_admitted_follow_the_spec_and_go_with_their_own
     })
     .await;
 
+    // The network's status: per namespace, its tenant, the pods attached (none yet) and fixed addresses.
+    until("SdnNetwork e2e-net-flat attachments", || async {
+        let status = serde_json::to_value(networks.get("e2e-net-flat").await.ok()?.status?).ok()?;
+        let expected = json!([
+            {"tenant": "e2e-net", "namespace": "e2e-net-a", "pods": 0},
+            {"tenant": "e2e-net", "namespace": "e2e-net-b", "pods": 0},
+        ]);
+        (status["attachments"] == expected).then_some(())
+    })
+    .await;
+
     // Updates follow the spec: a new exclusion reaches the Subnet; the flat network leaving the
     // isolation domain closes its addresses in the policy.
     apply(&networks, "e2e-net-ovn", ovn(&["10.251.5.0/24", "10.251.6.0/24"])).await;

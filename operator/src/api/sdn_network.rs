@@ -150,8 +150,32 @@ pub struct SdnNetworkStatus {
     /// Namespaces that hold an attachment definition of this network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
+    /// Per namespace using the network: its tenant, the pods attached to the network and the fixed
+    /// addresses they hold on it. Refreshed with every pass (at least every 10 minutes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["namespace".into()]))]
+    pub attachments: Vec<NetworkAttachmentStatus>,
     /// `Ready` when every attachment definition is in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// How one namespace uses a network.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAttachmentStatus {
+    /// The tenant owning the namespace.
+    pub tenant: String,
+    /// The namespace.
+    pub namespace: String,
+    /// Pods of the namespace that attach to the network (by its attachment definitions); absent
+    /// when the operator could not list them (yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<i32>,
+    /// Fixed addresses those pods hold on the network, sorted: as Multus reports them for the
+    /// `.static` attachment of a macvlan, ipvlan or bridge network, as requested from Kube-OVN on a
+    /// `kube-ovn` one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_ips: Vec<String>,
 }

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod managed;
 pub mod metrics;
+pub mod network_usage;
 pub mod patrol;
 pub mod pull_secrets;
 pub mod release;

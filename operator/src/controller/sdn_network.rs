@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::json;
@@ -16,11 +17,14 @@ use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::Result;
 use super::managed::Scope;
-use super::sync;
-use crate::api::{NetworkType, SdnNetwork, SdnNetworkStatus};
+use super::{network_usage, sync};
+use crate::api::{NetworkAttachmentStatus, NetworkType, SdnNetwork, SdnNetworkStatus, Tenant};
 use crate::builders::kube_ovn_subnet::{kube_ovn_subnet, subnet_name};
 use crate::builders::{Child, labels};
 use crate::validate::rules;
+
+/// How soon a network whose namespaces could not all be listed looks again.
+const UNLISTED_RECHECK: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Selector of the network's own children.
 fn selector(network: &str) -> String {
@@ -56,6 +60,9 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
         let message = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         condition("Ready", false, "InvalidSpec", message, generation)
     };
+    let attachments = attachments(network, &users, &ctx).await;
+    // A namespace just created has no inventory binding yet: look again soon rather than at resync.
+    let recheck = if attachments.iter().any(|a| a.pods.is_none()) { UNLISTED_RECHECK } else { RESYNC };
     let previous = network.status.clone().unwrap_or_default();
     let mut next_conditions = vec![ready];
     next_conditions.extend(subnet.into_iter().flatten());
@@ -63,18 +70,46 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
         observed_generation: generation,
         tenants,
         namespaces,
+        attachments,
         conditions: conditions::merge(&previous.conditions, next_conditions),
     };
     let unchanged = previous.observed_generation == next.observed_generation
         && previous.tenants == next.tenants
         && previous.namespaces == next.namespaces
+        && previous.attachments == next.attachments
         && conditions::same(&previous.conditions, &next.conditions);
     if !unchanged {
         let api: Api<SdnNetwork> = Api::all(ctx.client.clone());
         let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SdnNetwork", "status": next});
         api.patch_status(&name, &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch)).await?;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(recheck))
+}
+
+/// How each namespace of the network's tenants uses it, from its pods' metadata (listed through the
+/// operator's inventory binding there; a namespace it cannot list yet has no pod count).
+async fn attachments(network: &SdnNetwork, users: &[&Tenant], ctx: &Context) -> Vec<NetworkAttachmentStatus> {
+    let name = network.name_any();
+    let mut attachments = Vec::new();
+    for tenant in users {
+        for namespace in tenant.namespace_names() {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+            let (count, static_ips) = match pods.list_metadata(&ListParams::default()).await {
+                Ok(list) => {
+                    let metadata: Vec<_> = list.items.into_iter().map(|p| p.metadata).collect();
+                    let (count, ips) = network_usage::usage(&name, network.spec.network_type, &namespace, &metadata);
+                    (Some(count), ips)
+                }
+                Err(error) => {
+                    tracing::debug!(network = %name, %namespace, %error, "cannot list pods for the network status");
+                    (None, Vec::new())
+                }
+            };
+            attachments.push(NetworkAttachmentStatus { tenant: tenant.name_any(), namespace, pods: count, static_ips });
+        }
+    }
+    attachments.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    attachments
 }
 
 /// Brings the network's Subnet in line (and removes one a network that changed type left behind);
