@@ -329,6 +329,8 @@ fn alerts_and_dashboard_use_metrics_the_operator_exports() {
     metrics.api_request("get");
     metrics.workload_phase("probe/web", Some(("probe", "Degraded")));
     metrics.tenant_quota("probe", &[("pods".to_string(), 0.5)]);
+    metrics.tenant_days_left("probe", Some(3));
+    metrics.patrol_delivery("probe", "ops", "Failed");
     let exported = metric_names(&metrics.encode());
     let rules = std::fs::read_to_string(root().join("manifests/monitoring/prometheusrule.yaml")).unwrap();
     let dashboard = std::fs::read_to_string(root().join("manifests/monitoring/scs-operator-dashboard.json")).unwrap();
@@ -338,7 +340,14 @@ fn alerts_and_dashboard_use_metrics_the_operator_exports() {
     let names: Vec<&str> = alerts.as_array().unwrap().iter().filter_map(|r| r["alert"].as_str()).collect();
     assert_eq!(
         names,
-        ["ScsOperatorNoLeader", "ScsOperatorReconcileErrors", "ScsWorkloadsDegraded", "ScsTenantQuotaNearlyFull"]
+        [
+            "ScsOperatorNoLeader",
+            "ScsOperatorReconcileErrors",
+            "ScsWorkloadsDegraded",
+            "ScsTenantQuotaNearlyFull",
+            "ScsTenantExpiringSoon",
+            "ScsPatrolDeliveryFailing"
+        ]
     );
     for (what, text) in [("prometheusrule.yaml", rules), ("dashboard", dashboard)] {
         let used = metric_names(&text);
