@@ -233,6 +233,15 @@ mod tests {
     }
 
     #[test]
+    fn zones_resolve_without_a_system_database() {
+        // Minimal images (localkube's, scratch) carry no /usr/share/zoneinfo: the bundled copy
+        // answers then.
+        let bundled = k8s_openapi::jiff::tz::TimeZoneDatabase::bundled();
+        assert!(bundled.get("Asia/Shanghai").is_ok());
+        assert!(bundled.get("Europe/Berlin").is_ok());
+    }
+
+    #[test]
     fn latest_slot_within_a_window() {
         let schedule = parse("0 9 * * *").unwrap();
         let utc = TimeZone::UTC;
