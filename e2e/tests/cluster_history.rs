@@ -123,7 +123,8 @@ async fn revisions_are_kept_rolled_back_to_and_collected_with_the_workload() {
     })
     .await;
     assert_eq!((listed[0].revision, listed[1].revision), (1, 2));
-    assert_eq!(listed[1].summary, format!("image main: {old} → {new}"));
+    // The summary names what differs between the two references: the tag.
+    assert_eq!(listed[1].summary, "image main: 1.36 → 1.37");
     let stored = revisions.list(&ours).await.unwrap().items;
     assert_eq!(stored.len(), 2);
     for revision in &stored {

@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use scs_operator::api::{SecureWorkload, Tenant};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const DIGEST: &str = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -66,13 +66,16 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
     pods.create(&dry, &pod("digest", &format!("registry.example.com/acme/app{DIGEST}"), "Always"))
         .await
         .expect("digest");
+    let _ = pods.delete("public", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
+    until("no pod left from an earlier run", || async { pods.get_opt("public").await.ok()?.is_none().then_some(()) }).await;
     pods.create(&PostParams::default(), &pod("public", BUSYBOX, "IfNotPresent")).await.expect("public image");
 
     // A running pod cannot switch to a foreign image, nor get an ephemeral container with one.
     let swap = json!({"spec": {"containers": [{"name": "main", "image": "evil.io/app:1.0"}]}});
     refused("an image change", pods.patch("public", &PatchParams::default(), &Patch::Strategic(swap)).await, "evil.io/app:1.0");
     let debug = json!({"spec": {"ephemeralContainers": [{"name": "debug", "image": "evil.io/debug:1.0",
-        "imagePullPolicy": "Always", "command": ["sh"]}]}});
+        "imagePullPolicy": "Always", "command": ["sh"],
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
     refused(
         "an ephemeral container",
         pods.patch_subresource("ephemeralcontainers", "public", &PatchParams::default(), &Patch::Strategic(debug)).await,
@@ -219,7 +222,8 @@ async fn pull_secrets_are_copied_kept_in_sync_and_removed() {
     assert!(secrets.get_opt("e2e-opaque").await.unwrap().is_none(), "an Opaque Secret is never copied");
 
     // Dropped from the spec: the copy and the ServiceAccount entry go; the project admin's stays.
-    ready_tenant(&client, ns, json!({"images": {"pullSecrets": []}})).await;
+    // (`namespaces` keeps the applied spec from being empty, which server-side apply would drop.)
+    ready_tenant(&client, ns, json!({"namespaces": [ns], "images": {"pullSecrets": []}})).await;
     images_condition(&tenants, ns, "True").await;
     until("copy removed", || async { secrets.get_opt("e2e-registry").await.ok()?.is_none().then_some(()) }).await;
     until("ServiceAccount entry removed", || async {
@@ -247,7 +251,8 @@ async fn pull_secrets_are_copied_kept_in_sync_and_removed() {
     ready_tenant(
         &client,
         ns,
-        json!({"images": {"pullSecrets": []}, "members": [{"kind": "User", "name": member, "role": "projectAdmin"}]}),
+        json!({"namespaces": [ns], "images": {"pullSecrets": []},
+               "members": [{"kind": "User", "name": member, "role": "projectAdmin"}]}),
     )
     .await;
     let who = (member, &[][..]);
