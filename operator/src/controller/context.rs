@@ -30,10 +30,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
-    /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
     /// The operator's own namespace (`POD_NAMESPACE`, else `scs-system`): where the cloud admin
     /// keeps the image pull Secrets tenants are given.
     pub operator_namespace: String,
+    /// Every Tenant; unreadable ones are kept as errors and skipped, so they stall nothing.
     pub tenants: Store<DeserializeGuard<Tenant>>,
     pub networks: Store<DeserializeGuard<SdnNetwork>>,
     /// Every SecureWorkload's metadata (set once the workload controller is built): which
@@ -167,10 +167,10 @@ impl Context {
             reporter,
             client,
             config,
+            operator_namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "scs-system".into()),
             tenants,
             networks,
             workloads: OnceLock::new(),
-            operator_namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "scs-system".into()),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),
