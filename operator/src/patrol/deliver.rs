@@ -63,22 +63,29 @@ enum Attempt {
     Failed(String),
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-fn client() -> Result<&'static HttpClient, String> {
-    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+/// The HTTPS client, verifying servers with the system's CA certificates. Made on first use, so
+/// an image without certificates still delivers to `http://` receivers.
+fn https_client() -> Result<&'static HttpsClient, String> {
+    static CLIENT: OnceLock<Result<HttpsClient, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_native_roots()
-                .map_err(|e| format!("no CA certificates to verify webhook servers with: {e}"))?
-                .https_or_http()
+                .map_err(|e| format!("no CA certificates to verify https servers with: {e}"))?
+                .https_only()
                 .enable_http1()
                 .build();
             Ok(Client::builder(TokioExecutor::new()).build(connector))
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+fn http_client() -> &'static Client<HttpConnector, Full<Bytes>> {
+    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
+    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
 }
 
 /// The request body and URL of one attempt (signatures are made fresh per attempt, with the real
@@ -141,11 +148,16 @@ fn snippet(body: &[u8]) -> String {
 }
 
 async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt {
-    let client = match client() {
-        Ok(client) => client,
-        Err(why) => return Attempt::Failed(why),
-    };
     let (url, headers, body) = request(target, report, Timestamp::now());
+    let https = url.starts_with("https://");
+    let secure = if https {
+        match https_client() {
+            Ok(client) => Some(client),
+            Err(why) => return Attempt::Failed(why),
+        }
+    } else {
+        None
+    };
     let mut builder = http::Request::post(url.as_str());
     for (name, value) in headers {
         builder = builder.header(name, value);
@@ -154,7 +166,10 @@ async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt
         return Attempt::Failed("the URL in the Secret is not a valid http(s) URL".into());
     };
     let exchange = async {
-        let response = client.request(request).await?;
+        let response = match secure {
+            Some(client) => client.request(request).await?,
+            None => http_client().request(request).await?,
+        };
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         Ok::<_, hyper_util::client::legacy::Error>((status, body))
