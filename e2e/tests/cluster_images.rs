@@ -198,10 +198,8 @@ async fn pull_secrets_are_copied_kept_in_sync_and_removed() {
     assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "e2e-registry");
     assert_eq!(pod.containers[0].image_pull_policy.as_deref(), Some("Always"));
 
-    // The source changes: the copy follows on the next pass (any Tenant change, or the resync).
+    // The source changes: the copy follows (the operator watches the sources' metadata).
     source(&client, "e2e-registry", "kubernetes.io/dockerconfigjson", "dXNlcjp0d28=").await;
-    let touch = json!({"metadata": {"annotations": {"e2e/touch": "1"}}});
-    tenants.patch(ns, &PatchParams::default(), &Patch::Merge(touch)).await.unwrap();
     until("copy updated", || async {
         (secrets.get("e2e-registry").await.ok()?.data == Some(docker_config("dXNlcjp0d28="))).then_some(())
     })

@@ -32,6 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -326,6 +327,21 @@ pub async fn run_with(
             let namespace = workload.namespace().unwrap_or_default();
             mapper_ctx.catalog().tenant_of_namespace(&namespace).map(|t| ObjectRef::new(&t.name_any()))
         });
+    // A cloud admin's pull Secret changing reaches every tenant that lists it, whose copies then
+    // follow. Metadata only, in the operator's namespace only: the reconcile reads the Secret.
+    let mapper_ctx = ctx.clone();
+    let pull_secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &ctx.operator_namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    tenant_controller = tenant_controller.watches_stream(pull_secrets, move |secret: PartialObjectMeta<Secret>| {
+        let name = secret.name_any();
+        let catalog = mapper_ctx.catalog();
+        let listing = catalog.tenants.iter().filter(|t| t.spec.images.iter().any(|i| i.pull_secrets.contains(&name)));
+        listing.map(|t| ObjectRef::new(&t.name_any())).collect::<Vec<_>>()
+    });
 
     let mut network_controller =
         Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
