@@ -382,7 +382,7 @@ fn check_patrol_object(document: &Document, kind: &str, schemas: &CrdSchemas) ->
     if errors.is_empty() {
         return Ok(());
     }
-    let object = format!("{kind}/{name}");
+    let object = format!("{kind} {name}");
     Err(errors
         .into_iter()
         .map(|error| InputError { source: document.source.clone(), object: Some(object.clone()), error })
