@@ -101,11 +101,16 @@ async fn impersonating(user: &str, groups: &[&str]) -> Client {
 #[tokio::test]
 async fn policies_and_subnets_are_admitted_follow_the_spec_and_go_with_their_owners() {
     let client = client().await;
+    // Whatever an earlier run left behind goes first.
+    delete_tenant(&client, "e2e-net").await;
+    let networks: Api<SdnNetwork> = Api::all(client.clone());
+    for name in ["e2e-net-flat", "e2e-net-ovn", "e2e-net-open"] {
+        let _ = networks.delete(name, &DeleteParams::default()).await;
+    }
     // Without the MultiNetworkPolicy API (left over from an earlier run or not), the tenant says so.
     remove_upstream_crds();
     tenant_without_the_policy_api_says_its_secondary_interfaces_are_open(&client).await;
     install_upstream_crds().await;
-    let networks: Api<SdnNetwork> = Api::all(client.clone());
     apply(&networks, "e2e-net-flat", flat(Some("e2e-finance"))).await;
     apply(&networks, "e2e-net-ovn", ovn(&["10.251.5.0/24"])).await;
     let members = json!([
@@ -125,20 +130,25 @@ async fn policies_and_subnets_are_admitted_follow_the_spec_and_go_with_their_own
 
     // One MultiNetworkPolicy per namespace and network, admitted by the upstream schema.
     let policies = api(&client, "k8s.cni.cncf.io/v1beta1", "MultiNetworkPolicy", Some("e2e-net-a")).await;
-    let flat_policy = until("MultiNetworkPolicy e2e-net-a/scs-network-e2e-net-flat", || async {
-        policies.get_opt("scs-network-e2e-net-flat").await.ok().flatten()
-    })
-    .await;
+    // The isolation domain, one security domain: both networks' CIDRs.
+    let flat_policy =
+        until("MultiNetworkPolicy e2e-net-a/scs-network-e2e-net-flat with the domain's CIDRs", || async {
+            let policy = policies.get_opt("scs-network-e2e-net-flat").await.ok().flatten()?;
+            let peers = policy.data["spec"]["ingress"][0]["from"].as_array()?.clone();
+            let blocks: Vec<&str> = peers[1..].iter().filter_map(|p| p["ipBlock"]["cidr"].as_str()).collect();
+            (blocks == ["192.168.150.0/24", "10.251.0.0/16"]).then_some(policy.clone())
+        })
+        .await;
     assert_eq!(
         flat_policy.annotations()["k8s.v1.cni.cncf.io/policy-for"],
         "e2e-net-a/e2e-net-flat,e2e-net-a/e2e-net-flat.static,e2e-net-b/e2e-net-flat,e2e-net-b/e2e-net-flat.static"
     );
     assert_eq!(flat_policy.labels()["scs.dev/tenant"], "e2e-net");
-    let peers = &flat_policy.data["spec"]["ingress"][0]["from"];
-    assert_eq!(peers[0], json!({"namespaceSelector": {"matchLabels": {"scs.dev/tenant": "e2e-net"}}}));
-    let blocks: Vec<&str> =
-        peers.as_array().unwrap()[1..].iter().filter_map(|p| p["ipBlock"]["cidr"].as_str()).collect();
-    assert_eq!(blocks, ["192.168.150.0/24", "10.251.0.0/16"], "the isolation domain, one security domain");
+    assert_eq!(
+        flat_policy.data["spec"]["ingress"][0]["from"][0],
+        json!({"namespaceSelector": {"matchLabels": {"scs.dev/tenant": "e2e-net"}}})
+    );
+    assert_eq!(flat_policy.data["spec"]["egress"][0]["to"], flat_policy.data["spec"]["ingress"][0]["from"]);
     assert_eq!(flat_policy.data["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
     let ovn_policy = until("MultiNetworkPolicy for the Kube-OVN network", || async {
         policies.get_opt("scs-network-e2e-net-ovn").await.ok().flatten()
@@ -345,6 +355,11 @@ async fn a_tenant_pod_asks_kube_ovn_only_for_its_own_networks_subnet_and_address
 
     // Updates: a member may not add one later; a pod keeps what it was admitted with when it is
     // changed otherwise; Kube-OVN itself (a kube-system service account) writes its own.
+    let _ = pods.delete("e2e-net-probe", &DeleteParams::default()).await;
+    until("no probe pod left from an earlier run", || async {
+        pods.get_opt("e2e-net-probe").await.ok()?.is_none().then_some(())
+    })
+    .await;
     pods.create(&PostParams::default(), &pod("e2e-net-probe", json!({own("ip_address"): "10.251.1.5"}))).await.unwrap();
     let member = impersonating("e2e-netp-member", &[]).await;
     let as_member: Api<Pod> = Api::namespaced(member, namespace);

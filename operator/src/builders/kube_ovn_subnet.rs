@@ -42,15 +42,17 @@ pub struct SubnetSpec {
     /// `IPv4` or `IPv6`.
     pub protocol: String,
     pub cidr_block: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
-    /// Single addresses or `first..last` ranges Kube-OVN never hands out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Always set (Kube-OVN would write its own default into the spec, and adds the gateway to
+    /// `excludeIps`: setting both avoids a tug of war over them).
+    pub gateway: String,
+    /// Single addresses or `first..last` ranges Kube-OVN never hands out. Written even when empty,
+    /// like `allowSubnets`: an omitted field would never be cleared from the live object.
+    #[serde(default)]
     pub exclude_ips: Vec<String>,
     pub provider: String,
     /// Refuse traffic from outside the subnet except `allowSubnets`.
     pub private: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub allow_subnets: Vec<String>,
     pub nat_outgoing: bool,
 }
@@ -100,12 +102,9 @@ fn step(address: IpAddr, up: bool) -> Option<IpAddr> {
 
 /// What Kube-OVN must never hand out: the gateway, the excluded CIDRs, and everything of the CIDR
 /// outside `ipRange`.
-fn exclude_ips(network: &SdnNetwork, cidr: IpNet) -> Vec<String> {
+fn exclude_ips(network: &SdnNetwork, cidr: IpNet, gateway: &str) -> Vec<String> {
     let spec = &network.spec;
-    let mut excluded = Vec::new();
-    if let Some(gateway) = &spec.gateway {
-        excluded.push(gateway.clone());
-    }
+    let mut excluded = vec![gateway.to_string()];
     for exclude in spec.exclude.iter().filter_map(|e| e.parse::<IpNet>().ok()) {
         excluded.push(range(exclude.network(), exclude.broadcast()));
     }
@@ -130,6 +129,8 @@ pub fn kube_ovn_subnet(network: &SdnNetwork, catalog: &Catalog) -> Option<Subnet
     }
     let name = network.name_any();
     let cidr = network.spec.cidr.parse::<IpNet>().ok()?.trunc();
+    // Kube-OVN's own default: the first address of the CIDR.
+    let gateway = network.spec.gateway.clone().or_else(|| step(cidr.network(), true).map(|g| g.to_string()))?;
     let allow_subnets: Vec<String> = isolation_domain_blocks(network, catalog)
         .into_iter()
         .map(|b| b.cidr)
@@ -155,8 +156,8 @@ pub fn kube_ovn_subnet(network: &SdnNetwork, catalog: &Catalog) -> Option<Subnet
         spec: SubnetSpec {
             protocol: if cidr.addr().is_ipv4() { "IPv4" } else { "IPv6" }.into(),
             cidr_block: cidr.to_string(),
-            gateway: network.spec.gateway.clone(),
-            exclude_ips: exclude_ips(network, cidr),
+            exclude_ips: exclude_ips(network, cidr, &gateway),
+            gateway,
             provider: attachment_provider(&name, PROVIDER_NAMESPACE),
             private: true,
             allow_subnets,

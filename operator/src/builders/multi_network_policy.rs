@@ -93,7 +93,8 @@ pub fn isolation_domain_blocks(network: &SdnNetwork, catalog: &Catalog) -> Vec<I
             foreign.iter().map(IpNet::trunc).filter(|f| cidr.contains(f)).map(|f| f.to_string()).collect();
         except.sort();
         except.dedup();
-        blocks.push(IPBlock { cidr: cidr.to_string(), except: (!except.is_empty()).then_some(except) });
+        // `except` even when empty: an omitted field would never be cleared from the live object.
+        blocks.push(IPBlock { cidr: cidr.to_string(), except: Some(except) });
     }
     blocks
 }

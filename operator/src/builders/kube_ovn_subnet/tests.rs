@@ -41,6 +41,7 @@ fn a_kube_ovn_network_becomes_a_private_subnet_with_what_the_admin_declared() {
             "provider": "ovn-secure.scs-system.ovn",
             "private": true,
             "natOutgoing": false,
+            "allowSubnets": [],
         }),
         "no namespaces: Kube-OVN would move those namespaces' primary interfaces onto it"
     );
@@ -100,10 +101,10 @@ fn ipv6_and_ranges_at_the_edges() {
     assert_eq!(subnet.spec.protocol, "IPv6");
     assert_eq!(
         subnet.spec.exclude_ips,
-        ["fd00:10::1:0..fd00:10::ffff:ffff:ffff:ffff"],
-        "nothing below a range starting at the network"
+        ["fd00:10::1", "fd00:10::1:0..fd00:10::ffff:ffff:ffff:ffff"],
+        "the default gateway, nothing below a range starting at the network"
     );
-    assert_eq!(subnet.spec.gateway, None);
+    assert_eq!(subnet.spec.gateway, "fd00:10::1", "Kube-OVN's default, written by us");
 }
 
 #[test]

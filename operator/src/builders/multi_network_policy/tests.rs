@@ -100,7 +100,7 @@ fn an_isolation_domain_opens_its_networks_in_the_same_security_domain_only() {
         ingress,
         json!([
             same_tenant("acme"),
-            {"ipBlock": {"cidr": "192.168.100.0/24"}},
+            {"ipBlock": {"cidr": "192.168.100.0/24", "except": []}},
             {"ipBlock": {"cidr": "10.210.0.0/16", "except": ["10.210.200.0/24"]}},
         ])
     );
@@ -128,7 +128,7 @@ fn security_domains_are_never_crossed_even_by_the_networks_own_cidr() {
     let only = catalog(vec![network("a", "macvlan", "10.1.0.0/24", None, Some("shared"))]);
     assert_eq!(
         isolation_domain_blocks(only.network("a").unwrap(), &only),
-        vec![IPBlock { cidr: "10.1.0.0/24".into(), except: None }],
+        vec![IPBlock { cidr: "10.1.0.0/24".into(), except: Some(vec![]) }],
         "alone in its domain: its own CIDR (its hosts and other tenants on it)"
     );
 }
