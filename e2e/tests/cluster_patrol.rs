@@ -5,7 +5,7 @@
 #![cfg(feature = "cluster")]
 
 use e2e::cluster::*;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use kube::api::{Api, Patch, PatchParams};
 use scs_operator::api::{SecureWorkload, Tenant, WorkloadPhase};
 use serde_json::json;
@@ -14,6 +14,20 @@ async fn deployment_replicas(deployments: &Api<Deployment>, name: &str, want: i3
     until(&format!("Deployment {name} replicas {want}"), || async {
         let deployment = deployments.get(name).await.ok()?;
         (deployment.spec?.replicas == Some(want)).then_some(())
+    })
+    .await
+}
+
+/// Waits until DaemonSet `agent` wants `scheduled` pods, paused (its pod template selecting the
+/// pause label) or not.
+async fn daemonset_scheduled(daemonsets: &Api<DaemonSet>, scheduled: i32, paused: bool) {
+    until(&format!("DaemonSet agent: {scheduled} scheduled, paused {paused}"), || async {
+        let daemonset = daemonsets.get("agent").await.ok()?;
+        let selector = daemonset.spec.as_ref()?.template.spec.as_ref()?.node_selector.clone().unwrap_or_default();
+        let is_paused = selector.contains_key(scs_operator::expiry::PAUSED_NODE_LABEL);
+        let status = daemonset.status?;
+        let current = status.observed_generation == daemonset.metadata.generation;
+        (current && status.desired_number_scheduled == scheduled && is_paused == paused).then_some(())
     })
     .await
 }
@@ -42,13 +56,24 @@ async fn expiry_with_suspend_scales_to_zero_and_renewal_restores_the_replicas() 
                "spec": {"kind": "Deployment", "replicas": 2, "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
     )
     .await;
+    apply(
+        &workloads,
+        "agent",
+        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "agent", "namespace": ns},
+               "spec": {"kind": "DaemonSet", "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
+    )
+    .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     deployment_replicas(&deployments, "web", 2).await;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    daemonset_scheduled(&daemonsets, 1, false).await;
 
     // The lease ran out yesterday.
     let patch = json!({"spec": {"expiresAt": "2020-01-01T00:00:00Z"}});
     tenants.patch(ns, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     deployment_replicas(&deployments, "web", 0).await;
+    // A DaemonSet cannot be scaled: its pods select a node label no node has, and go.
+    daemonset_scheduled(&daemonsets, 0, true).await;
     let suspended = until("tenant Suspended", || async {
         let status = tenants.get(ns).await.ok()?.status?;
         let state = format!("{:?}", status.lifecycle.as_ref()?.state);
@@ -75,6 +100,7 @@ async fn expiry_with_suspend_scales_to_zero_and_renewal_restores_the_replicas() 
     let patch = json!({"spec": {"expiresAt": future}});
     tenants.patch(ns, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     deployment_replicas(&deployments, "web", 2).await;
+    daemonset_scheduled(&daemonsets, 1, false).await;
     until("tenant Active again", || async {
         let lifecycle = tenants.get(ns).await.ok()?.status?.lifecycle?;
         (format!("{:?}", lifecycle.state) == "Active").then_some(())

@@ -36,12 +36,13 @@ async fn start(policy: &str, clock: &ManualClock) -> Harness {
         ("ledger", json!({"kind": "StatefulSet", "replicas": 2})),
         ("migrate", json!({"kind": "Job"})),
         ("nightly", json!({"kind": "CronJob", "schedule": "0 3 * * *"})),
+        ("agent", json!({"kind": "DaemonSet"})),
     ] {
         let object: SecureWorkload = serde_json::from_value(workload(name, spec)).unwrap();
         api.create(&PostParams::default(), &object).await.unwrap();
     }
     eventually("workloads built", || async {
-        ["deployments/web", "statefulsets/ledger", "jobs/migrate", "cronjobs/nightly"]
+        ["deployments/web", "statefulsets/ledger", "jobs/migrate", "cronjobs/nightly", "daemonsets/agent"]
             .iter()
             .all(|p| child(&harness, p).is_some())
     })
@@ -63,8 +64,9 @@ fn lifecycle(harness: &Harness) -> Value {
         .unwrap_or_default()
 }
 
-/// (Deployment replicas, StatefulSet replicas, Job suspend, CronJob suspend).
-fn running_state(harness: &Harness) -> (Value, Value, Value, Value) {
+/// (Deployment replicas, StatefulSet replicas, Job suspend, CronJob suspend, the DaemonSet's
+/// pause node selector).
+fn running_state(harness: &Harness) -> (Value, Value, Value, Value, Value) {
     let field = |path: &str, pointer: &str| {
         child(harness, path).map(|o| o.pointer(pointer).cloned().unwrap_or_default()).unwrap_or_default()
     };
@@ -73,6 +75,7 @@ fn running_state(harness: &Harness) -> (Value, Value, Value, Value) {
         field("statefulsets/ledger", "/spec/replicas"),
         field("jobs/migrate", "/spec/suspend"),
         field("cronjobs/nightly", "/spec/suspend"),
+        field("daemonsets/agent", "/spec/template/spec/nodeSelector/scs.dev~1tenant-suspended"),
     )
 }
 
@@ -90,7 +93,7 @@ async fn expire_suspends_every_workload_and_renewal_resumes_them() {
     assert_eq!(lifecycle(&harness)["daysLeft"], 9);
     let (status, reason, _) = harness.condition("acme", "Expired").unwrap();
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Active"));
-    let running = (json!(3), json!(2), json!(false), json!(false));
+    let running = (json!(3), json!(2), json!(false), json!(false), Value::Null);
     assert_eq!(running_state(&harness), running);
 
     // One second past the instant.
@@ -98,10 +101,10 @@ async fn expire_suspends_every_workload_and_renewal_resumes_them() {
     poke(&harness, "1").await;
     eventually("tenant suspended", || async { lifecycle(&harness)["state"] == "Suspended" }).await;
     assert_eq!(lifecycle(&harness)["daysLeft"], -1);
-    let stopped = (json!(0), json!(0), json!(true), json!(true));
+    let stopped = (json!(0), json!(0), json!(true), json!(true), json!("true"));
     eventually("every workload stopped", || async { running_state(&harness) == stopped }).await;
     let workloads = harness.server.list(&format!("/apis/scs.dev/v1alpha1/namespaces/{NS}/secureworkloads"));
-    assert_eq!(workloads.len(), 4, "nothing deleted");
+    assert_eq!(workloads.len(), 5, "nothing deleted");
     eventually("workload status says why", || async {
         let web = harness.server.get(&format!("/apis/scs.dev/v1alpha1/namespaces/{NS}/secureworkloads/web")).unwrap();
         web["status"]["phase"] == "Suspended"
@@ -143,7 +146,7 @@ async fn notify_policy_reports_expiry_and_keeps_workloads_running() {
     eventually("expiry announced", || async { harness.event_reasons().contains(&"TenantExpired".to_string()) }).await;
     // Another pass (poked) changes nothing: still running.
     poke(&harness, "2").await;
-    let running = (json!(3), json!(2), json!(false), json!(false));
+    let running = (json!(3), json!(2), json!(false), json!(false), Value::Null);
     assert_eq!(running_state(&harness), running);
     harness.stop().await;
 }

@@ -134,6 +134,24 @@ pub fn suspended_copy(workload: &SecureWorkload, tenant: &Tenant) -> Option<Secu
     Some(copy)
 }
 
+/// A node label no node is meant to carry. A DaemonSet can be neither scaled nor suspended, so
+/// while its tenant is suspended its pods select this label: they go, the DaemonSet stays, and
+/// the next pass after renewal builds it as written again.
+pub const PAUSED_NODE_LABEL: &str = "scs.dev/tenant-suspended";
+
+/// Pauses the DaemonSets among `children` (see [`PAUSED_NODE_LABEL`]).
+pub fn pause_daemonsets(children: &mut [crate::builders::Child]) {
+    for child in children.iter_mut().filter(|c| c.kind == "DaemonSet") {
+        child.object["spec"]["template"]["spec"]["nodeSelector"][PAUSED_NODE_LABEL] = "true".into();
+    }
+}
+
+/// Whether a live DaemonSet (as JSON) is paused by [`pause_daemonsets`]. The operator only adds
+/// fields by apply, so resuming removes the selector explicitly.
+pub fn is_paused(daemonset: &serde_json::Value) -> bool {
+    daemonset["spec"]["template"]["spec"]["nodeSelector"].get(PAUSED_NODE_LABEL).is_some()
+}
+
 /// Rewords the `Suspended` conditions built for a [`suspended_copy`]: the user did not set
 /// `spec.suspended`, the tenant's expiry did.
 pub fn explain_suspension(conditions: &mut [Condition], tenant: &Tenant) {
@@ -234,6 +252,33 @@ mod tests {
         assert!(message.contains("resume"), "{message}");
         // expiresAt removed altogether also renews.
         assert_eq!(transition("acme", after.as_ref(), None).unwrap().1, "TenantRenewed");
+    }
+
+    #[test]
+    fn suspended_daemonsets_select_no_node() {
+        let mut children = vec![
+            crate::builders::Child::from_resource(&k8s_openapi::api::apps::v1::DaemonSet {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("agent".into()),
+                    namespace: Some("acme".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            crate::builders::Child::from_resource(&k8s_openapi::api::core::v1::Service {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("agent".into()),
+                    namespace: Some("acme".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        ];
+        assert!(!is_paused(&children[0].object));
+        pause_daemonsets(&mut children);
+        assert_eq!(children[0].object["spec"]["template"]["spec"]["nodeSelector"][PAUSED_NODE_LABEL], "true");
+        assert!(is_paused(&children[0].object));
+        assert!(children[1].object["spec"]["template"].is_null(), "only DaemonSets");
     }
 
     #[test]

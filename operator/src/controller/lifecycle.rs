@@ -35,3 +35,17 @@ pub async fn announce(
         ctx.event(tenant, warning, reason, message).await;
     }
 }
+
+/// Resumes a DaemonSet paused while its tenant was suspended: the pause selector is removed by a
+/// merge patch, since an apply that merely omits it would leave it in place (the operator writes
+/// only when the live object lacks something it wants).
+pub async fn resume_daemonset(client: &kube::Client, namespace: &str, name: &str) -> super::error::Result<()> {
+    let api: kube::Api<k8s_openapi::api::apps::v1::DaemonSet> = kube::Api::namespaced(client.clone(), namespace);
+    let patch =
+        serde_json::json!({"spec": {"template": {"spec": {"nodeSelector": {expiry::PAUSED_NODE_LABEL: null}}}}});
+    let params =
+        kube::api::PatchParams { field_manager: Some(crate::builders::labels::OPERATOR.into()), ..Default::default() };
+    api.patch(name, &params, &kube::api::Patch::Merge(&patch)).await?;
+    tracing::info!(daemonset = %format!("{namespace}/{name}"), "resumed after its tenant's renewal");
+    Ok(())
+}

@@ -109,7 +109,10 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     // to the spec (Git stays the source of truth); the replica count to return to is kept.
     let suspended = crate::expiry::suspended_copy(workload, tenant);
     let built = suspended.as_ref().unwrap_or(workload);
-    let desired = workload::workload_children_on(built, tenant, &ctx.config, &catalog.networks);
+    let mut desired = workload::workload_children_on(built, tenant, &ctx.config, &catalog.networks);
+    if suspended.is_some() {
+        crate::expiry::pause_daemonsets(&mut desired);
+    }
     // An older workload of the namespace producing a child of the same name keeps it.
     let collisions = earlier_collisions(workload, tenant, &desired, &ctx).await?;
     if !collisions.is_empty() {
@@ -149,6 +152,12 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         .live_of(kind.as_str())
         .find(|o| o.name_any() == name)
         .map(|o| serde_json::to_value(o).unwrap_or_default());
+    if suspended.is_none()
+        && kind == crate::api::WorkloadKind::DaemonSet
+        && live.as_ref().is_some_and(crate::expiry::is_paused)
+    {
+        super::lifecycle::resume_daemonset(&ctx.client, &namespace, &name).await?;
+    }
     let observed = live.as_ref().map(|object| observe(kind, object));
     if let Some(refused) = report.refused.iter().find(|r| r.kind == "StatefulSet" && !r.immutable.is_empty())
         && recreate_allowed(workload)
