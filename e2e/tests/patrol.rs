@@ -186,10 +186,7 @@ async fn troubled_tenants(harness: &Harness) {
         .await;
     let quota = "/api/v1/namespaces/acme-prod/resourcequotas/scs-tenant-quota";
     eventually("acme's quota", || async { harness.server.get(quota).is_some() }).await;
-    harness.server.set_status(
-        quota,
-        json!({"hard": {"requests.cpu": "16"}, "used": {"requests.cpu": "15400m"}}),
-    );
+    harness.server.set_status(quota, json!({"hard": {"requests.cpu": "16"}, "used": {"requests.cpu": "15400m"}}));
     eventually("acme's usage in its status", || async {
         harness
             .server
