@@ -202,7 +202,7 @@ async fn policies_and_subnets_are_admitted_follow_the_spec_and_go_with_their_own
     .await;
     until("Subnet without the flat network", || async {
         let subnet = subnets.get("scs-e2e-net-ovn").await.ok()?;
-        subnet.data["spec"].get("allowSubnets").is_none().then_some(())
+        (subnet.data["spec"]["allowSubnets"] == json!([])).then_some(())
     })
     .await;
     // Someone else's edit of a policy is put back.
