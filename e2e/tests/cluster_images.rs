@@ -67,18 +67,24 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
         .await
         .expect("digest");
     let _ = pods.delete("public", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await;
-    until("no pod left from an earlier run", || async { pods.get_opt("public").await.ok()?.is_none().then_some(()) }).await;
+    until("no pod left from an earlier run", || async { pods.get_opt("public").await.ok()?.is_none().then_some(()) })
+        .await;
     pods.create(&PostParams::default(), &pod("public", BUSYBOX, "IfNotPresent")).await.expect("public image");
 
     // A running pod cannot switch to a foreign image, nor get an ephemeral container with one.
     let swap = json!({"spec": {"containers": [{"name": "main", "image": "evil.io/app:1.0"}]}});
-    refused("an image change", pods.patch("public", &PatchParams::default(), &Patch::Strategic(swap)).await, "evil.io/app:1.0");
+    refused(
+        "an image change",
+        pods.patch("public", &PatchParams::default(), &Patch::Strategic(swap)).await,
+        "evil.io/app:1.0",
+    );
     let debug = json!({"spec": {"ephemeralContainers": [{"name": "debug", "image": "evil.io/debug:1.0",
         "imagePullPolicy": "Always", "command": ["sh"],
         "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}});
     refused(
         "an ephemeral container",
-        pods.patch_subresource("ephemeralcontainers", "public", &PatchParams::default(), &Patch::Strategic(debug)).await,
+        pods.patch_subresource("ephemeralcontainers", "public", &PatchParams::default(), &Patch::Strategic(debug))
+            .await,
         "evil.io/debug:1.0",
     );
     // Other updates of the pod are not held to the image rules again.
@@ -86,8 +92,12 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
     pods.patch("public", &PatchParams::default(), &Patch::Merge(labelled)).await.expect("label change");
 
     // The tenant asks for digests: the namespace annotation follows, tags are refused.
-    let tenant = ready_tenant(&client, ns, json!({"images": {"registries": ["registry.example.com/acme/"], "pinning": "Digest"}}))
-        .await;
+    let tenant = ready_tenant(
+        &client,
+        ns,
+        json!({"images": {"registries": ["registry.example.com/acme/"], "pinning": "Digest"}}),
+    )
+    .await;
     assert_eq!(tenant.spec.images.unwrap().pinning.map(|p| p.as_str()), Some("Digest"));
     let namespaces: Api<Namespace> = Api::all(client.clone());
     until("namespace pinning Digest", || async {
@@ -103,7 +113,8 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
     // A SecureWorkload with a foreign image is an invalid spec naming the field; nothing is made.
     let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
     let mut template = busybox_pod_spec(&["sleep", "3600"]);
-    template["containers"][0]["image"] = json!("evil.io/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    template["containers"][0]["image"] =
+        json!("evil.io/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     apply(
         &workloads,
         "foreign",
@@ -215,7 +226,10 @@ async fn pull_secrets_are_copied_kept_in_sync_and_removed() {
     .await;
     let message = images_condition(&tenants, ns, "False").await;
     assert!(message.contains("spec.images.pullSecrets[1]: Secret scs-system/e2e-missing not found"), "{message}");
-    assert!(message.contains("spec.images.pullSecrets[2]: Secret scs-system/e2e-opaque is of type Opaque"), "{message}");
+    assert!(
+        message.contains("spec.images.pullSecrets[2]: Secret scs-system/e2e-opaque is of type Opaque"),
+        "{message}"
+    );
     assert!(secrets.get_opt("e2e-registry").await.unwrap().is_some());
     assert!(secrets.get_opt("e2e-opaque").await.unwrap().is_none(), "an Opaque Secret is never copied");
 

@@ -143,6 +143,8 @@ pub struct GpuConfig {
     pub nvidia: GpuVendorConfig,
     /// Baidu Kunlun XPUs.
     pub kunlun: GpuVendorConfig,
+    /// Models allowed for `gpu.model` besides the certified families (node label values).
+    pub allowed_models: Vec<String>,
 }
 
 /// How one accelerator vendor appears in Kubernetes.
@@ -153,6 +155,11 @@ pub struct GpuVendorConfig {
     pub resource_name: String,
     /// Node label carrying the device model, used for `gpu.model` node affinity.
     pub model_node_label: String,
+    /// The sandbox class of pods using this vendor's devices (passthrough needs a class built for
+    /// it, e.g. kata-deploy's `kata-qemu-nvidia-gpu`); the operator creates it like the plain one.
+    /// Absent: such pods use the tenant's class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class: Option<RuntimeClassConfig>,
 }
 
 impl Default for OperatorConfig {
@@ -197,11 +204,18 @@ impl Default for GpuConfig {
             nvidia: GpuVendorConfig {
                 resource_name: "nvidia.com/gpu".into(),
                 model_node_label: "nvidia.com/gpu.product".into(),
+                runtime_class: Some(RuntimeClassConfig {
+                    name: "kata-qemu-nvidia-gpu".into(),
+                    handler: "kata-qemu-nvidia-gpu".into(),
+                    ..RuntimeClassConfig::default()
+                }),
             },
             kunlun: GpuVendorConfig {
                 resource_name: "kunlunxin.com/xpu".into(),
                 model_node_label: "kunlunxin.com/xpu.product".into(),
+                runtime_class: None,
             },
+            allowed_models: Vec::new(),
         }
     }
 }
@@ -213,6 +227,29 @@ impl GpuConfig {
             GpuVendor::Nvidia => &self.nvidia,
             GpuVendor::Kunlun => &self.kunlun,
         }
+    }
+
+    /// Every vendor with its configuration.
+    pub fn vendors(&self) -> [(GpuVendor, &GpuVendorConfig); 2] {
+        [(GpuVendor::Nvidia, &self.nvidia), (GpuVendor::Kunlun, &self.kunlun)]
+    }
+}
+
+impl RuntimeClassConfig {
+    /// Checks the class under `field` (e.g. `runtimeClass`).
+    fn check(&self, field: &str) -> Result<(), (String, String)> {
+        if !regex_lite_subdomain(&self.name) {
+            return Err((format!("{field}.name"), "must be a DNS-1123 subdomain, e.g. kata-qemu".into()));
+        }
+        if self.handler.is_empty() {
+            return Err((format!("{field}.handler"), "must not be empty".into()));
+        }
+        for (key, value) in &self.overhead {
+            if crate::quantity::parse(&value.0).is_err() {
+                return Err((format!("{field}.overhead.{key}"), format!("{:?} is not a Kubernetes quantity", value.0)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -250,17 +287,15 @@ impl OperatorConfig {
     /// Checks values serde cannot: names must be usable as Kubernetes names and label keys.
     fn check(&self) -> Result<(), (String, String)> {
         let dns = regex_lite_subdomain;
-        if !dns(&self.runtime_class.name) {
-            return Err(("runtimeClass.name".into(), "must be a DNS-1123 subdomain, e.g. kata-qemu".into()));
-        }
-        if self.runtime_class.handler.is_empty() {
-            return Err(("runtimeClass.handler".into(), "must not be empty".into()));
-        }
-        for (key, value) in &self.runtime_class.overhead {
-            if crate::quantity::parse(&value.0).is_err() {
+        self.runtime_class.check("runtimeClass")?;
+        for (vendor, spec) in self.gpu.vendors() {
+            let Some(class) = &spec.runtime_class else { continue };
+            let field = format!("gpu.{}.runtimeClass", vendor.as_str());
+            class.check(&field)?;
+            if class.name == self.runtime_class.name {
                 return Err((
-                    format!("runtimeClass.overhead.{key}"),
-                    format!("{:?} is not a Kubernetes quantity", value.0),
+                    format!("{field}.name"),
+                    "must differ from runtimeClass.name: leave gpu.<vendor>.runtimeClass out to run GPU pods in the tenant's class".into(),
                 ));
             }
         }

@@ -166,6 +166,7 @@ fn every_policy_is_bound_fails_closed_and_denies() {
         names,
         [
             "scs-tenant-pods",
+            "scs-tenant-gpu-pods",
             "scs-tenant-images",
             "scs-tenant-services",
             "scs-tenant-ingresses",

@@ -73,7 +73,13 @@ fn valid_examples_render() {
             } else {
                 &object["spec"]["template"]["spec"]
             };
-            assert_eq!(pod["runtimeClassName"], "kata-qemu", "{kind}");
+            // GPU workloads run in the vendor's sandbox class (the inference Deployment).
+            let class = if pod["containers"].to_string().contains("nvidia.com/gpu") {
+                "kata-qemu-nvidia-gpu"
+            } else {
+                "kata-qemu"
+            };
+            assert_eq!(pod["runtimeClassName"], class, "{kind}");
         }
     }
     for document in &documents {

@@ -26,6 +26,9 @@ pub const MAX_PRIORITY: &str = "scs.dev/max-priority";
 pub const IMAGE_REGISTRIES: &str = "scs.dev/image-registries";
 /// Public image prefixes: allowed everywhere, any pull policy; comma-separated.
 pub const IMAGE_PUBLIC_PREFIXES: &str = "scs.dev/image-public-prefixes";
+/// The accelerators the tenant has quota for, with the RuntimeClass pods requesting them must use:
+/// `<extended resource>=<class>`, comma-separated.
+pub const GPU_RUNTIME_CLASSES: &str = "scs.dev/gpu-runtime-classes";
 /// How images must be pinned: `None`, `Tag` or `Digest`.
 pub const IMAGE_PINNING: &str = "scs.dev/image-pinning";
 

@@ -74,7 +74,7 @@ impl Child {
 
 /// Objects shared by all tenants: the Kata RuntimeClass.
 pub fn platform_children(config: &OperatorConfig) -> Vec<Child> {
-    vec![Child::from_resource(&runtime_class::runtime_class(config))]
+    runtime_class::runtime_classes(config).iter().map(Child::from_resource).collect()
 }
 
 /// Everything the operator creates for one tenant (networks are looked up in `catalog`).

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
 use super::labels;
-use crate::api::Tenant;
+use crate::api::{GpuVendor, Tenant};
 use crate::config::OperatorConfig;
 use crate::images::ImagePolicy;
 
@@ -19,6 +19,31 @@ pub const POD_SECURITY_VERSION: &str = "v1.33";
 /// The tenant's RuntimeClass: its own choice or the configured Kata class.
 pub fn runtime_class_of(tenant: &Tenant, config: &OperatorConfig) -> String {
     tenant.spec.runtime_class_name.clone().unwrap_or_else(|| config.runtime_class.name.clone())
+}
+
+/// The RuntimeClass of the tenant's pods using `vendor`'s devices: the vendor's own class when one
+/// is configured, else the tenant's.
+pub fn gpu_runtime_class_of(tenant: &Tenant, config: &OperatorConfig, vendor: GpuVendor) -> String {
+    config
+        .gpu
+        .vendor(vendor)
+        .runtime_class
+        .as_ref()
+        .map_or_else(|| runtime_class_of(tenant, config), |c| c.name.clone())
+}
+
+/// `<extended resource>=<class>` for each vendor the tenant has GPU quota for.
+fn gpu_runtime_classes(tenant: &Tenant, config: &OperatorConfig) -> String {
+    let gpu = tenant.spec.quota.as_ref().and_then(|q| q.gpu.clone()).unwrap_or_default();
+    let granted = |vendor: GpuVendor| match vendor {
+        GpuVendor::Nvidia => gpu.nvidia,
+        GpuVendor::Kunlun => gpu.kunlun,
+    };
+    (config.gpu.vendors().into_iter())
+        .filter(|(vendor, _)| granted(*vendor).unwrap_or(0) > 0)
+        .map(|(vendor, spec)| format!("{}={}", spec.resource_name, gpu_runtime_class_of(tenant, config, vendor)))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One Namespace per tenant namespace.
@@ -59,6 +84,7 @@ fn fence_annotations(tenant: &Tenant, config: &OperatorConfig) -> BTreeMap<Strin
         (labels::IMAGE_REGISTRIES.to_string(), images.registries.join(",")),
         (labels::IMAGE_PUBLIC_PREFIXES.to_string(), images.public_prefixes.join(",")),
         (labels::IMAGE_PINNING.to_string(), images.pinning.as_str().to_string()),
+        (labels::GPU_RUNTIME_CLASSES.to_string(), gpu_runtime_classes(tenant, config)),
     ])
 }
 
@@ -91,6 +117,29 @@ mod tests {
         assert_eq!(annotations[labels::IMAGE_REGISTRIES], "", "no registries configured: any registry");
         assert_eq!(annotations[labels::IMAGE_PUBLIC_PREFIXES], "");
         assert_eq!(annotations[labels::IMAGE_PINNING], "Tag");
+    }
+
+    #[test]
+    fn gpu_quota_opens_the_vendors_runtime_class() {
+        let annotation = |spec: TenantSpec, config: &OperatorConfig| {
+            namespaces(&tenant(spec), config).remove(0).metadata.annotations.unwrap()[labels::GPU_RUNTIME_CLASSES]
+                .clone()
+        };
+        let config = OperatorConfig::default();
+        assert_eq!(annotation(TenantSpec::default(), &config), "", "no GPU quota: no GPU pods");
+        let gpu = |nvidia, kunlun| TenantSpec {
+            quota: Some(crate::api::TenantQuota {
+                gpu: Some(crate::api::GpuQuota { nvidia, kunlun }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(annotation(gpu(Some(2), Some(0)), &config), "nvidia.com/gpu=kata-qemu-nvidia-gpu");
+        assert_eq!(
+            annotation(gpu(Some(1), Some(1)), &config),
+            "nvidia.com/gpu=kata-qemu-nvidia-gpu,kunlunxin.com/xpu=kata-qemu",
+            "a vendor without a class of its own runs in the tenant's"
+        );
     }
 
     #[test]

@@ -114,6 +114,12 @@ pub fn label_value(model: &str) -> String {
     capped.trim_end_matches(not_alphanumeric).to_string()
 }
 
+/// Whether a model node-label value (`Tesla-V100-SXM2-16GB`, as [`label_value`] spells models)
+/// belongs to a certified family: what `gpu.model` of a SecureWorkload may name.
+pub fn is_certified_label(value: &str) -> bool {
+    CERTIFIED_FAMILIES.iter().any(|family| in_family(value, &label_value(family)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +153,16 @@ mod tests {
     fn pci_ids_name_models_or_say_what_they_are() {
         assert_eq!(model_for_pci(0x10de, 0x1eb8), "Tesla T4");
         assert_eq!(model_for_pci(0x10de, 0x2331), "PCI device 10de:2331");
+    }
+
+    #[test]
+    fn certified_label_values() {
+        for certified in ["Tesla-V100-SXM2-16GB", "Tesla-T4", "Quadro-RTX-6000-8000", "Kunlun-R200-8F", "tesla-p40"] {
+            assert!(is_certified_label(certified), "{certified}");
+        }
+        for other in ["Tesla-V100S-PCIE-32GB", "A100-SXM4-40GB", "Tesla T4", ""] {
+            assert!(!is_certified_label(other), "{other}");
+        }
     }
 
     #[test]

@@ -200,6 +200,17 @@ pub fn workload_errors(workload: &SecureWorkload, tenant: &Tenant, config: &Oper
     let quota = tenant.spec.quota.as_ref();
     if let Some(gpu) = &spec.gpu {
         let vendor = gpu.vendor.as_str();
+        if let Some(model) = gpu.model.as_deref()
+            && !crate::device_plugin::models::is_certified_label(model)
+            && !config.gpu.allowed_models.iter().any(|m| m == model)
+        {
+            push(
+                "spec.gpu.model".into(),
+                format!(
+                    "{model:?} is not in a certified family (node label spelling, e.g. Tesla-T4, Tesla-V100-SXM2-16GB) nor in the operator's gpu.allowedModels"
+                ),
+            );
+        }
         let granted = quota.and_then(|q| q.gpu.as_ref()).and_then(|g| match gpu.vendor {
             crate::api::GpuVendor::Nvidia => g.nvidia,
             crate::api::GpuVendor::Kunlun => g.kunlun,

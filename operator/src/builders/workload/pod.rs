@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PersistentVolumeClaimVolumeSource, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+    PersistentVolumeClaimVolumeSource, PodTemplateSpec, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -80,6 +80,20 @@ pub fn pod_template(
 
     if let Some(gpu) = &spec.gpu {
         let vendor = config.gpu.vendor(gpu.vendor);
+        // Passthrough needs the vendor's sandbox class, and the device plugin's nodes are tainted
+        // with the resource name.
+        if let Some(class) = &vendor.runtime_class {
+            pod.runtime_class_name = Some(class.name.clone());
+        }
+        let tolerations = pod.tolerations.get_or_insert_with(Vec::new);
+        if !tolerations.iter().any(|t| t.key.as_deref() == Some(vendor.resource_name.as_str())) {
+            tolerations.push(Toleration {
+                key: Some(vendor.resource_name.clone()),
+                operator: Some("Exists".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            });
+        }
         let index =
             gpu.container.as_ref().and_then(|name| pod.containers.iter().position(|c| &c.name == name)).unwrap_or(0);
         if let Some(container) = pod.containers.get_mut(index) {

@@ -121,6 +121,27 @@ fn gpu_resources_and_node_affinity() {
     );
     let pod = pod_spec(find(&kunlun, "Job", "web"));
     assert_eq!(pod["containers"][0]["resources"]["limits"]["kunlunxin.com/xpu"], "1", "first container by default");
+    assert_eq!(pod["runtimeClassName"], "kata-qemu", "no Kunlun class configured: the tenant's");
+    assert_eq!(pod["tolerations"], json!([{"key": "kunlunxin.com/xpu", "operator": "Exists", "effect": "NoSchedule"}]));
+}
+
+#[test]
+fn gpu_pods_run_in_the_vendors_class_on_its_tainted_nodes() {
+    let children = build(
+        "kind: Deployment
+gpu: {vendor: nvidia, count: 1}
+",
+    );
+    let pod = pod_spec(find(&children, "Deployment", "web"));
+    assert_eq!(pod["runtimeClassName"], "kata-qemu-nvidia-gpu");
+    assert_eq!(pod["tolerations"], json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]));
+    let plain = build(
+        "kind: Deployment
+",
+    );
+    let pod = pod_spec(find(&plain, "Deployment", "web"));
+    assert_eq!(pod["runtimeClassName"], "kata-qemu");
+    assert!(pod.get("tolerations").is_none());
 }
 
 #[test]
