@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{LimitRange, Namespace, PersistentVolumeClaim, P
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use scs_operator::api::{SecureWorkload, Tenant, WorkloadPhase};
 use scs_operator::config::OperatorConfig;
 use scs_operator::render;
@@ -616,6 +616,15 @@ async fn the_admission_policy_holds_however_the_pod_is_made() {
         spec
     };
     let dry = PostParams { dry_run: true, ..Default::default() };
+    // Until the operator has written a namespace's image rules, no pod is admitted there.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let image_rules = |value: Value| {
+        json!({"metadata": {"annotations": {"scs.dev/image-pinning": value, "scs.dev/image-public-prefixes": value.as_str().map(|_| "docker.io/library/")}}})
+    };
+    namespaces.patch(namespace, &PatchParams::default(), &Patch::Merge(image_rules(Value::Null))).await.unwrap();
+    let error = pods.create(&dry, &pod("fine", with(json!({})))).await.unwrap_err().to_string();
+    assert!(error.contains("scs-tenant-images") && error.contains("no image rules yet"), "{error}");
+    namespaces.patch(namespace, &PatchParams::default(), &Patch::Merge(image_rules(json!("Tag")))).await.unwrap();
     pods.create(&dry, &pod("fine", with(json!({})))).await.expect("a pod with the tenant's class is admitted");
     for (name, patch, reason) in [
         ("no-class", json!({"runtimeClassName": null}), "runtimeClassName"),
