@@ -618,9 +618,7 @@ async fn the_admission_policy_holds_however_the_pod_is_made() {
     let dry = PostParams { dry_run: true, ..Default::default() };
     // Until the operator has written a namespace's image rules, no pod is admitted there.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let image_rules = |value: Value| {
-        json!({"metadata": {"annotations": {"scs.dev/image-pinning": value, "scs.dev/image-public-prefixes": value.as_str().map(|_| "docker.io/library/")}}})
-    };
+    let image_rules = |value: Value| json!({"metadata": {"annotations": {"scs.dev/image-pinning": value, "scs.dev/image-public-prefixes": value.as_str().map(|_| "docker.io/library/")}}});
     namespaces.patch(namespace, &PatchParams::default(), &Patch::Merge(image_rules(Value::Null))).await.unwrap();
     let error = pods.create(&dry, &pod("fine", with(json!({})))).await.unwrap_err().to_string();
     assert!(error.contains("scs-tenant-images") && error.contains("no image rules yet"), "{error}");

@@ -271,6 +271,9 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     for (group, resource, verb) in scs_operator::controller::cluster_cidrs::READS {
         need(group, resource, &[verb]);
     }
+    for (group, resource, verbs) in scs_operator::controller::pull_secrets::CLUSTER_GRANTS {
+        need(group, resource, verbs);
+    }
     assert_eq!(granted(&role), needed, "the ClusterRole must match the code's managed kinds exactly");
 
     for rule in role.rules.iter().flatten() {
