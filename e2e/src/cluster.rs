@@ -229,3 +229,14 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if output.status.success() { Ok(stdout) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
 }
+
+/// Asserts the API server refuses `result` with a message containing every one of `expected`.
+pub fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, impl ToString>, expected: &[&str]) {
+    let error = match result {
+        Ok(admitted) => panic!("{what}: admitted, should be refused: {admitted:?}"),
+        Err(error) => error.to_string(),
+    };
+    for part in expected {
+        assert!(error.contains(part), "{what}: {part:?} not in {error}");
+    }
+}

@@ -27,17 +27,6 @@ fn spec(patch: Value) -> Value {
     json!({"spec": patch})
 }
 
-/// Asserts the API server refuses `result` with a message containing every one of `expected`.
-fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, impl ToString>, expected: &[&str]) {
-    let error = match result {
-        Ok(admitted) => panic!("{what}: admitted, should be refused: {admitted:?}"),
-        Err(error) => error.to_string(),
-    };
-    for part in expected {
-        assert!(error.contains(part), "{what}: {part:?} not in {error}");
-    }
-}
-
 #[tokio::test]
 async fn a_tenant_pod_cannot_reach_other_tenants_the_node_or_the_sandbox() {
     let client = client().await;

@@ -27,13 +27,6 @@ fn pod(class: &str, gpus: Option<u32>, placement: Value) -> Pod {
     serde_json::from_value(manifest).unwrap()
 }
 
-fn refused(what: &str, result: Result<Pod, kube::Error>, expected: &str) {
-    match result {
-        Ok(_) => panic!("{what}: admitted, should be refused"),
-        Err(error) => assert!(error.to_string().contains(expected), "{what}: {expected:?} not in {error}"),
-    }
-}
-
 #[tokio::test]
 async fn gpu_pods_need_the_vendor_class_and_amd64_nodes() {
     let client = client().await;
@@ -54,14 +47,22 @@ async fn gpu_pods_need_the_vendor_class_and_amd64_nodes() {
     refused(
         "GPUs in the plain class",
         pods.create(&dry, &pod("kata-qemu", Some(1), amd64.clone())).await,
-        "must set runtimeClassName: kata-qemu-nvidia-gpu",
+        &["must set runtimeClassName: kata-qemu-nvidia-gpu"],
     );
-    refused("GPUs anywhere", pods.create(&dry, &pod(GPU_CLASS, Some(1), json!({}))).await, "must run on amd64 nodes");
-    refused("GPUs on Arm too", pods.create(&dry, &pod(GPU_CLASS, Some(1), any_arch)).await, "must run on amd64 nodes");
+    refused(
+        "GPUs anywhere",
+        pods.create(&dry, &pod(GPU_CLASS, Some(1), json!({}))).await,
+        &["must run on amd64 nodes"],
+    );
+    refused(
+        "GPUs on Arm too",
+        pods.create(&dry, &pod(GPU_CLASS, Some(1), any_arch)).await,
+        &["must run on amd64 nodes"],
+    );
     refused(
         "the GPU class without GPUs",
         pods.create(&dry, &pod(GPU_CLASS, None, amd64.clone())).await,
-        "is for pods that request its accelerators",
+        &["is for pods that request its accelerators"],
     );
     pods.create(&dry, &pod(GPU_CLASS, Some(1), amd64)).await.expect("GPU pod with nodeSelector");
     pods.create(&dry, &pod(GPU_CLASS, Some(1), affinity)).await.expect("GPU pod with node affinity");
@@ -74,7 +75,7 @@ async fn gpu_pods_need_the_vendor_class_and_amd64_nodes() {
     refused(
         "the GPU class without quota",
         other.create(&dry, &pod(GPU_CLASS, None, json!({}))).await,
-        "must set runtimeClassName: kata-qemu",
+        &["must set runtimeClassName: kata-qemu"],
     );
 
     // A GPU SecureWorkload: the vendor's class, its taint tolerated, amd64 only.

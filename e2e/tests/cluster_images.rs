@@ -27,13 +27,6 @@ fn pod(name: &str, image: &str, pull: &str) -> Pod {
         .unwrap()
 }
 
-fn refused<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>, expected: &str) {
-    match result {
-        Ok(admitted) => panic!("{what}: admitted, should be refused: {admitted:?}"),
-        Err(error) => assert!(error.to_string().contains(expected), "{what}: {expected:?} not in {error}"),
-    }
-}
-
 #[tokio::test]
 async fn foreign_unpinned_and_cached_private_images_are_refused() {
     let client = client().await;
@@ -52,14 +45,14 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
         ("a cached private image", private, "IfNotPresent", "imagePullPolicy must be Always"),
         ("never pulled", private, "Never", "imagePullPolicy must be Always"),
     ] {
-        refused(what, pods.create(&dry, &pod("p", image, pull)).await, expected);
+        refused(what, pods.create(&dry, &pod("p", image, pull)).await, &[expected]);
     }
     let mut init = pod("p", private, "Always");
     let mut sidecar = init.spec.as_ref().unwrap().containers[0].clone();
     sidecar.name = "init".into();
     sidecar.image = Some("evil.io/tool:1.0".into());
     init.spec.as_mut().unwrap().init_containers = Some(vec![sidecar]);
-    refused("an init container", pods.create(&dry, &init).await, "evil.io/tool:1.0 is not from a registry");
+    refused("an init container", pods.create(&dry, &init).await, &["evil.io/tool:1.0 is not from a registry"]);
 
     // Admitted: the tenant's registry pulled Always (by tag or digest), a public image cached.
     pods.create(&dry, &pod("private", private, "Always")).await.expect("private image pulled Always");
@@ -76,7 +69,7 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
     refused(
         "an image change",
         pods.patch("public", &PatchParams::default(), &Patch::Strategic(swap)).await,
-        "evil.io/app:1.0",
+        &["evil.io/app:1.0"],
     );
     let debug = json!({"spec": {"ephemeralContainers": [{"name": "debug", "image": "evil.io/debug:1.0",
         "imagePullPolicy": "Always", "command": ["sh"],
@@ -85,7 +78,7 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
         "an ephemeral container",
         pods.patch_subresource("ephemeralcontainers", "public", &PatchParams::default(), &Patch::Strategic(debug))
             .await,
-        "evil.io/debug:1.0",
+        &["evil.io/debug:1.0"],
     );
     // Other updates of the pod are not held to the image rules again.
     let labelled = json!({"metadata": {"labels": {"checked": "yes"}}});
@@ -105,7 +98,7 @@ async fn foreign_unpinned_and_cached_private_images_are_refused() {
         (annotations.get("scs.dev/image-pinning")? == "Digest").then_some(())
     })
     .await;
-    refused("a tag under Digest", pods.create(&dry, &pod("p", private, "Always")).await, "must be pinned by digest");
+    refused("a tag under Digest", pods.create(&dry, &pod("p", private, "Always")).await, &["must be pinned by digest"]);
     pods.create(&dry, &pod("digest", &format!("registry.example.com/acme/app{DIGEST}"), "Always"))
         .await
         .expect("digest under Digest");
