@@ -14,7 +14,7 @@ use scs_operator::device_plugin::api::{
     PreferredAllocationRequest, RegisterRequest,
 };
 use scs_operator::device_plugin::kubelet::unix_channel;
-use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function};
+use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function, set_driver_version};
 use scs_operator::device_plugin::{Args, run};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
@@ -83,6 +83,7 @@ struct Node {
     kubelet: PathBuf,
     sysfs: PathBuf,
     dev: PathBuf,
+    cdi: PathBuf,
 }
 
 impl Node {
@@ -92,6 +93,7 @@ impl Node {
             kubelet: tmp.path().join("device-plugins"),
             sysfs: tmp.path().join("sys"),
             dev: tmp.path().join("dev"),
+            cdi: tmp.path().join("cdi"),
             _tmp: tmp,
         };
         for dir in [&node.kubelet, &node.sysfs, &node.dev.join("vfio")] {
@@ -106,6 +108,7 @@ impl Node {
             format!("--kubelet-dir={}", self.kubelet.display()),
             format!("--sysfs-root={}", self.sysfs.display()),
             format!("--dev-root={}", self.dev.display()),
+            format!("--cdi-dir={}", self.cdi.display()),
             "--health-interval=0.05".to_string(),
             "--socket-check-interval=0.05".to_string(),
         ];
@@ -137,6 +140,20 @@ async fn plugin_client(node: &Node, endpoint: &str) -> DevicePluginClient<Channe
 async fn next_list(stream: &mut Streaming<ListAndWatchResponse>) -> Vec<(String, String)> {
     let response = tokio::time::timeout(WAIT, stream.next()).await.expect("a device list").unwrap().unwrap();
     response.devices.into_iter().map(|d| (d.id, d.health)).collect()
+}
+
+/// The file's content once it exists.
+async fn wait_for_file(path: &Path) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(text) = fs::read_to_string(path) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} is written", path.display()))
 }
 
 fn allocate_request(ids: &[&str]) -> AllocateRequest {
@@ -175,9 +192,21 @@ async fn vfio_plugin_registers_lists_allocates_and_streams_health_changes() {
     let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
     assert_eq!(next_list(&mut stream).await, healthy(&["41", "42", "77"]));
 
+    // The CDI spec describes exactly the advertised devices (not the A100).
+    let spec_path = node.cdi.join("scs-nvidia-vfio.json");
+    let spec = wait_for_file(&spec_path).await;
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    assert_eq!((spec["cdiVersion"].as_str(), spec["kind"].as_str()), (Some("0.6.0"), Some("nvidia.com/gpu")));
+    let names: Vec<&str> = spec["devices"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["41", "42", "77"]);
+    assert_eq!(spec["devices"][2]["containerEdits"]["deviceNodes"][0]["hostPath"], "/dev/vfio/77");
+    assert_eq!(spec["containerEdits"]["deviceNodes"][0]["path"], "/dev/vfio/vfio");
+
     let allocated = client.allocate(allocate_request(&["41", "77"])).await.unwrap().into_inner();
     let paths: Vec<_> = allocated.container_responses[0].devices.iter().map(|d| d.host_path.as_str()).collect();
     assert_eq!(paths, ["/dev/vfio/41", "/dev/vfio/77", "/dev/vfio/vfio"]);
+    let cdi: Vec<_> = allocated.container_responses[0].cdi_devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(cdi, ["nvidia.com/gpu=41", "nvidia.com/gpu=77"]);
 
     let unknown = client.allocate(allocate_request(&["41", "90"])).await.unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
@@ -291,6 +320,52 @@ async fn without_devices_it_advertises_nothing_or_fails_when_asked_to() {
     let mut client = plugin_client(&node, &registration.endpoint).await;
     let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
     assert_eq!(next_list(&mut stream).await, vec![]);
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, plugin).await.unwrap().unwrap().unwrap();
+    kubelet.stop().await;
+}
+
+#[tokio::test]
+async fn an_uncertified_driver_withholds_the_devices_when_required_and_no_cdi_means_no_names() {
+    let node = Node::new();
+    for name in ["xpu0", "xpuctrl"] {
+        fs::write(node.dev.join(name), "").unwrap();
+    }
+    let function = FakeFunction {
+        address: "0000:18:00.0",
+        root: "pci0000:17",
+        vendor: 0x1d22,
+        device: 0x3684,
+        driver: "kunlun",
+        iommu_group: None,
+        numa_node: 0,
+        vfio_cdev: None,
+    };
+    add_function(&node.sysfs, &function).unwrap();
+    set_driver_version(&node.sysfs, "kunlun", "4.0.25").unwrap();
+    let certified = ["--vendor=kunlun", "--mode=container", "--certified-drivers=4.0.18"];
+    let refused = run(
+        node.args(&[&certified[..], &["--require-certified-driver", "--fail-on-init-error"]].concat()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "1 kunlun devices not advertised (--require-certified-driver): driver 4.0.25 is not certified (certified: 4.0.18)"
+    );
+
+    // Without --require-certified-driver the device is advertised (the node label says false);
+    // with --no-cdi Allocate names no CDI device and no spec is written.
+    let mut kubelet = FakeKubelet::start(&node.kubelet);
+    let (stop, plugin) = start_plugin(node.args(&[&certified[..], &["--no-cdi"]].concat()));
+    let registration = kubelet.next_registration().await;
+    let mut client = plugin_client(&node, &registration.endpoint).await;
+    let mut stream = client.list_and_watch(Empty {}).await.unwrap().into_inner();
+    assert_eq!(next_list(&mut stream).await, healthy(&["xpu0"]));
+    let allocated = client.allocate(allocate_request(&["xpu0"])).await.unwrap().into_inner();
+    assert!(allocated.container_responses[0].cdi_devices.is_empty());
+    assert!(!node.cdi.exists());
     stop.send(()).unwrap();
     tokio::time::timeout(WAIT, plugin).await.unwrap().unwrap().unwrap();
     kubelet.stop().await;

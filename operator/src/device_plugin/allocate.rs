@@ -11,6 +11,34 @@ use super::sysfs::HostPaths;
 /// plugin reads them from (the kubelet resolves them on the host).
 const HOST_DEV: &str = "/dev";
 
+/// The device nodes of one device, as names under `/dev`: its own, and the shared control nodes
+/// any container using a device of its kind also needs. Allocate and the CDI spec both come from
+/// here, so the two always name the same nodes.
+pub fn device_nodes(device: &Device, host: &HostPaths) -> (Vec<String>, Vec<&'static str>) {
+    match &device.access {
+        // nvidia-uvm nodes appear only once the module is loaded; a missing node in a device
+        // spec would fail the container, so only present ones are passed.
+        Access::NvidiaContainer { minor, .. } => (
+            vec![format!("nvidia{minor}")],
+            ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"]
+                .into_iter()
+                .filter(|name| *name == "nvidiactl" || host.dev.join(name).exists())
+                .collect(),
+        ),
+        Access::KunlunContainer { index } => (vec![format!("xpu{index}")], vec!["xpuctrl"]),
+        // iommufd: the functions' character devices and /dev/iommu replace the group node.
+        Access::Vfio { cdevs, .. } if !cdevs.is_empty() => {
+            (cdevs.iter().map(|cdev| format!("vfio/devices/{cdev}")).collect(), vec!["iommu"])
+        }
+        Access::Vfio { group, .. } => (vec![format!("vfio/{group}")], vec!["vfio/vfio"]),
+    }
+}
+
+/// The host path of a node named by [`device_nodes`].
+pub fn host_dev_path(node: &str) -> String {
+    format!("{HOST_DEV}/{node}")
+}
+
 /// What the kubelet injects into one container for `devices` (all known and healthy).
 pub fn container_response(devices: &[&Device], host: &HostPaths) -> ContainerAllocateResponse {
     let mut nodes: Vec<String> = Vec::new();
@@ -20,32 +48,13 @@ pub fn container_response(devices: &[&Device], host: &HostPaths) -> ContainerAll
     // Shared nodes (control devices) come after the per-device ones, once.
     let mut shared: Vec<&str> = Vec::new();
     for device in devices {
+        let (own, common) = device_nodes(device, host);
+        nodes.extend(own);
+        shared.extend(common);
         match &device.access {
-            Access::NvidiaContainer { minor, uuid } => {
-                nodes.push(format!("nvidia{minor}"));
-                uuids.push(uuid.clone());
-                // nvidia-uvm nodes appear only once the module is loaded; a missing node in a
-                // device spec would fail the container, so only present ones are passed.
-                shared.extend(
-                    ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"]
-                        .into_iter()
-                        .filter(|name| *name == "nvidiactl" || host.dev.join(name).exists()),
-                );
-            }
-            Access::KunlunContainer { index } => {
-                nodes.push(format!("xpu{index}"));
-                xpus.push(index.to_string());
-                shared.push("xpuctrl");
-            }
-            // iommufd: the functions' character devices and /dev/iommu replace the group node.
-            Access::Vfio { cdevs, .. } if !cdevs.is_empty() => {
-                nodes.extend(cdevs.iter().map(|cdev| format!("vfio/devices/{cdev}")));
-                shared.push("iommu");
-            }
-            Access::Vfio { group, .. } => {
-                nodes.push(format!("vfio/{group}"));
-                shared.push("vfio/vfio");
-            }
+            Access::NvidiaContainer { uuid, .. } => uuids.push(uuid.clone()),
+            Access::KunlunContainer { index } => xpus.push(index.to_string()),
+            Access::Vfio { .. } => {}
         }
     }
     for name in shared {
@@ -64,7 +73,7 @@ pub fn container_response(devices: &[&Device], host: &HostPaths) -> ContainerAll
         devices: nodes
             .into_iter()
             .map(|node| {
-                let path = format!("{HOST_DEV}/{node}");
+                let path = host_dev_path(&node);
                 DeviceSpec { container_path: path.clone(), host_path: path, permissions: "rw".into() }
             })
             .collect(),

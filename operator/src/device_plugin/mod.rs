@@ -2,11 +2,14 @@
 //! XPUs to the kubelet through the device plugin API `v1beta1`, either as host device nodes
 //! (`container` mode) or as whole VFIO-bound PCI devices for Kata VMs (`vfio` mode).
 //!
-//! Discovery (`nvml`, `sysfs`) and answers (`allocate`, `node_labels`) are pure or file-based;
-//! `service` and `kubelet` speak gRPC; `health` keeps the advertised list current.
+//! Discovery (`nvml`, `sysfs`) and answers (`allocate`, `cdi`, `certify`, `node_labels`) are
+//! pure or file-based; `service` and `kubelet` speak gRPC; `health` keeps the advertised list
+//! current, and the CDI spec and node labels follow it.
 
 pub mod allocate;
 pub mod api;
+pub mod cdi;
+pub mod certify;
 pub mod device;
 pub mod health;
 pub mod kubelet;
@@ -16,6 +19,7 @@ pub mod nvml;
 pub mod service;
 pub mod sysfs;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,11 +28,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use self::certify::Verdict;
 use self::device::{Device, Mode, Vendor};
 use self::health::DeviceFailure;
 use self::kubelet::Registration;
 use self::models::ModelPolicy;
-use self::service::PluginService;
+use self::node_labels::NodeMetadata;
+use self::service::{CdiNames, PluginService};
 use self::sysfs::HostPaths;
 
 /// Flags of `scs-operator device-plugin`.
@@ -75,6 +81,21 @@ pub struct Args {
     /// Seconds between checks of kubelet.sock and our socket.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     pub socket_check_interval: f64,
+    /// Where the CDI spec describing the advertised devices is written (`scs-<vendor>-<mode>.json`).
+    #[arg(long, value_name = "DIR", default_value = cdi::DEFAULT_DIR)]
+    pub cdi_dir: PathBuf,
+    /// CDI kind of the devices (`vendor.com/class`) [default: the resource name].
+    #[arg(long, value_name = "KIND")]
+    pub cdi_kind: Option<String>,
+    /// Write no CDI spec and name no CDI devices in Allocate (device specs only).
+    #[arg(long)]
+    pub no_cdi: bool,
+    /// Certified driver versions, comma-separated [default: nvidia 450.80.02; kunlun: not checked].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub certified_drivers: Option<Vec<String>>,
+    /// Advertise nothing when the driver is not certified or its version cannot be read.
+    #[arg(long)]
+    pub require_certified_driver: bool,
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text", env = "SCS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -88,6 +109,24 @@ impl Args {
     /// `scs-<vendor>-<mode>.sock`.
     pub fn socket_name(&self) -> String {
         format!("scs-{}-{}.sock", self.vendor.name(), self.mode.name())
+    }
+
+    /// The CDI kind, checked; `None` with `--no-cdi`.
+    pub fn cdi_kind(&self) -> Result<Option<String>, String> {
+        if self.no_cdi {
+            return Ok(None);
+        }
+        let kind = self.cdi_kind.clone().unwrap_or_else(|| self.resource_name());
+        cdi::validate_kind(&kind).map(|()| Some(kind))
+    }
+
+    /// `scs-<vendor>-<mode>.json`.
+    pub fn cdi_file_name(&self) -> String {
+        format!("scs-{}-{}.json", self.vendor.name(), self.mode.name())
+    }
+
+    fn certified_drivers(&self) -> Vec<String> {
+        certify::certified_drivers(self.vendor, self.certified_drivers.as_deref())
     }
 
     fn host(&self) -> HostPaths {
@@ -106,6 +145,8 @@ pub struct Discovery {
     /// Why nothing could be discovered, when that is the case.
     pub init_error: Option<String>,
     pub driver_version: Option<String>,
+    /// The certification verdict that withheld every device (`--require-certified-driver`).
+    pub withheld: Option<Verdict>,
     /// NVML, kept for XID events (NVIDIA container mode only).
     pub nvml: Option<Arc<nvml_wrapper::Nvml>>,
 }
@@ -119,6 +160,7 @@ pub fn discover(args: &Args) -> Discovery {
         notes: vec![],
         init_error: None,
         driver_version: None,
+        withheld: None,
         nvml: None,
     };
     let found = match (args.vendor, args.mode) {
@@ -148,9 +190,35 @@ pub fn discover(args: &Args) -> Discovery {
     match found {
         Err(message) => discovery.init_error = Some(message),
         Ok(devices) => {
-            let (advertised, skipped) = devices.into_iter().partition(|d| policy.allows(d));
+            let (advertised, skipped): (Vec<Device>, Vec<Device>) = devices.into_iter().partition(|d| policy.allows(d));
+            if discovery.driver_version.is_none() && args.mode == Mode::Container {
+                // NVML failed to say, or Kunlun: the PCI driver's kernel module version.
+                discovery.driver_version = advertised
+                    .iter()
+                    .chain(&skipped)
+                    .flat_map(|d| d.pci_addresses.first())
+                    .find_map(|address| host.driver_module_version(address));
+            }
+            let verdict = certify::decide(
+                args.vendor,
+                args.mode,
+                discovery.driver_version.as_deref(),
+                &args.certified_drivers(),
+                &advertised,
+            );
             discovery.advertised = advertised;
             discovery.skipped = skipped;
+            if args.require_certified_driver && verdict.is_driver_problem() {
+                discovery.init_error = Some(format!(
+                    "{} {} devices not advertised (--require-certified-driver): {}",
+                    discovery.advertised.len(),
+                    args.vendor.name(),
+                    verdict.message
+                ));
+                discovery.skipped.append(&mut discovery.advertised);
+                discovery.withheld = Some(verdict);
+                return discovery;
+            }
             if discovery.advertised.is_empty() {
                 let why = match discovery.skipped.len() {
                     0 => "none found".to_string(),
@@ -177,6 +245,7 @@ pub async fn run_with_client(
     client: Option<kube::Client>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let cdi_kind = args.cdi_kind().map_err(anyhow::Error::msg)?;
     let discovery = discover(&args);
     for note in &discovery.notes {
         tracing::warn!("{note}");
@@ -214,8 +283,34 @@ pub async fn run_with_client(
         stop_rx.clone(),
     ));
 
-    let labels = node_labels::node_labels(args.vendor, &discovery.advertised, discovery.driver_version.as_deref());
-    let labelling = tokio::spawn(label_node(args.node_name.clone(), client, labels, stop_rx.clone()));
+    let mut not_advertised = discovery.notes.clone();
+    not_advertised.extend(
+        discovery
+            .skipped
+            .iter()
+            .map(|d| format!("{d}: not advertised (not a certified or allowed model, or withheld)")),
+    );
+    let describe = Describe {
+        vendor: args.vendor,
+        mode: args.mode,
+        driver_version: discovery.driver_version.clone(),
+        certified_drivers: args.certified_drivers(),
+        withheld: discovery.withheld.clone(),
+        not_advertised,
+    };
+    let labelling =
+        tokio::spawn(label_node(args.node_name.clone(), client, describe, devices_rx.clone(), stop_rx.clone()));
+
+    // The CDI spec follows the device list; Allocate names only what it describes.
+    let (written_tx, written_rx) = watch::channel(BTreeSet::new());
+    let cdi_writer = cdi_kind.clone().map(|kind| {
+        tokio::spawn(write_cdi_specs(
+            CdiTarget { dir: args.cdi_dir.clone(), file_name: args.cdi_file_name(), kind, host: args.host() },
+            devices_rx.clone(),
+            written_tx,
+            stop_rx.clone(),
+        ))
+    });
 
     let registration = Registration {
         kubelet_dir: args.kubelet_dir.clone(),
@@ -228,6 +323,7 @@ pub async fn run_with_client(
         devices: devices_rx,
         host: args.host(),
         stop: stop_rx.clone(),
+        cdi: cdi_kind.map(|kind| CdiNames { kind, written: written_rx }),
     };
     let serving = kubelet::serve(registration, service, stop_rx);
     tokio::pin!(serving);
@@ -243,18 +339,50 @@ pub async fn run_with_client(
     xid_stop.store(true, Ordering::Relaxed);
     let _ = health.await;
     let _ = labelling.await;
+    if let Some(writer) = cdi_writer {
+        let _ = writer.await;
+    }
     if let Some(thread) = xid_thread {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(result?)
 }
 
-/// Writes the node labels when a node name is known and an API server is reachable, retrying
-/// with a capped backoff until it succeeds or the plugin stops; says once why not otherwise.
+/// The fixed facts the node's labels are computed from, with the current device list.
+struct Describe {
+    vendor: Vendor,
+    mode: Mode,
+    driver_version: Option<String>,
+    certified_drivers: Vec<String>,
+    withheld: Option<Verdict>,
+    not_advertised: Vec<String>,
+}
+
+impl Describe {
+    /// Labels for the healthy devices: an unhealthy GPU is neither counted nor certified.
+    fn metadata(&self, devices: &[Device]) -> NodeMetadata {
+        let healthy: Vec<Device> = devices.iter().filter(|d| d.is_healthy()).cloned().collect();
+        let verdict = self.withheld.clone().unwrap_or_else(|| {
+            certify::decide(self.vendor, self.mode, self.driver_version.as_deref(), &self.certified_drivers, &healthy)
+        });
+        node_labels::node_metadata(
+            self.vendor,
+            &healthy,
+            self.driver_version.as_deref(),
+            &verdict,
+            &self.not_advertised,
+        )
+    }
+}
+
+/// Keeps the node's labels in step with the devices: written at start and again whenever the
+/// list (health) changes, retrying with a capped backoff; says once why not when there is no
+/// node name or API server.
 async fn label_node(
     node: Option<String>,
     client: Option<kube::Client>,
-    labels: std::collections::BTreeMap<String, String>,
+    describe: Describe,
+    mut devices: watch::Receiver<Vec<Device>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(node) = node else {
@@ -271,20 +399,81 @@ async fn label_node(
             }
         },
     };
+    let mut applied: Option<NodeMetadata> = None;
     let mut delay = Duration::from_secs(1);
     loop {
-        match node_labels::apply(client.clone(), &node, &labels).await {
-            Ok(()) => {
-                tracing::info!(%node, ?labels, "node labels written");
-                return;
+        let desired = describe.metadata(&devices.borrow_and_update());
+        if applied.as_ref() != Some(&desired) {
+            match node_labels::apply(client.clone(), describe.vendor, &node, &desired).await {
+                Ok(()) => {
+                    tracing::info!(%node, labels = ?desired.labels, "node labels written");
+                    applied = Some(desired);
+                    delay = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, retry_in = ?delay, "writing node labels failed");
+                    tokio::select! {
+                        _ = stop.wait_for(|stopped| *stopped) => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                    continue;
+                }
             }
-            Err(e) => tracing::warn!(%node, error = %e, retry_in = ?delay, "writing node labels failed"),
         }
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
-            _ = tokio::time::sleep(delay) => {}
+            changed = devices.changed() => if changed.is_err() { return },
         }
-        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Where and as what the CDI spec is written.
+struct CdiTarget {
+    dir: PathBuf,
+    file_name: String,
+    kind: String,
+    host: HostPaths,
+}
+
+/// Writes the CDI spec for the current devices at start and whenever its content would change,
+/// publishing the IDs it describes once it is on disk; a failed write is retried every 30 s (the
+/// spec on disk, if any, stays what `written` says). The file is left in place on shutdown: the
+/// kubelet re-sends the recorded CDI names when a pod's container restarts, also while the
+/// plugin is being replaced.
+async fn write_cdi_specs(
+    target: CdiTarget,
+    mut devices: watch::Receiver<Vec<Device>>,
+    written: watch::Sender<BTreeSet<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut on_disk: Option<Vec<u8>> = None;
+    loop {
+        let spec = cdi::spec(&target.kind, &devices.borrow_and_update(), &target.host);
+        let failed = match serde_json::to_vec_pretty(&spec) {
+            Ok(bytes) if on_disk.as_ref() == Some(&bytes) => false,
+            Ok(bytes) => match cdi::write_atomically(&target.dir, &target.file_name, &bytes) {
+                Ok(path) => {
+                    tracing::info!(path = %path.display(), kind = %spec.kind, devices = spec.devices.len(), "CDI spec written");
+                    on_disk = Some(bytes);
+                    written.send_replace(cdi::names(&spec));
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %target.dir.display(), error = %e, "writing the CDI spec failed: Allocate names no CDI devices until it succeeds");
+                    true
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "serialising the CDI spec failed");
+                true
+            }
+        };
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            changed = devices.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(30)), if failed => {}
+        }
     }
 }
 
@@ -302,5 +491,22 @@ mod tests {
             (args.mode, args.socket_name(), args.resource_name()),
             (Mode::Vfio, "scs-nvidia-vfio.sock".to_string(), "nvidia.com/gpu".to_string())
         );
+        assert_eq!(args.cdi_dir, PathBuf::from("/var/run/cdi"));
+        assert_eq!(
+            (args.cdi_kind(), args.cdi_file_name()),
+            (Ok(Some("nvidia.com/gpu".into())), "scs-nvidia-vfio.json".into())
+        );
+        assert_eq!(args.certified_drivers(), ["450.80.02"]);
+    }
+
+    #[test]
+    fn cdi_flags() {
+        let args = Args::parse_from(["device-plugin", "--vendor", "kunlun", "--no-cdi"]);
+        assert_eq!(args.cdi_kind(), Ok(None));
+        let args = Args::parse_from(["device-plugin", "--vendor", "kunlun", "--cdi-kind", "Bad"]);
+        assert!(args.cdi_kind().unwrap_err().contains("\"Bad\""));
+        let args = Args::parse_from(["device-plugin", "--vendor", "kunlun", "--certified-drivers", "1.2,3.4"]);
+        assert_eq!(args.certified_drivers(), ["1.2", "3.4"]);
+        assert!(Args::parse_from(["device-plugin", "--vendor", "kunlun"]).certified_drivers().is_empty());
     }
 }

@@ -22,7 +22,8 @@ pub const CERTIFIED_FAMILIES: &[&str] = &[
 ];
 
 /// Model names by PCI `vendor:device`, spelled the way NVML names the boards. Quadro RTX 6000 and
-/// 8000 share device IDs, so both are named.
+/// 8000 share device IDs, so both are named (and NVML's names are folded into the same spelling:
+/// [`canonical_model`]).
 const PCI_MODELS: &[(u16, u16, &str)] = &[
     (0x10de, 0x1db1, "Tesla V100-SXM2-16GB"),
     (0x10de, 0x1db4, "Tesla V100-PCIE-16GB"),
@@ -41,10 +42,33 @@ const PCI_MODELS: &[(u16, u16, &str)] = &[
     (0x10de, 0x1eb8, "Tesla T4"),
     (0x10de, 0x1e30, "Quadro RTX 6000/8000"),
     (0x10de, 0x1e78, "Quadro RTX 6000/8000"),
-    // Kunlun 2nd generation (pci.ids: "Kunlun2 AI Accelerator"); the R200-8F board is the one
-    // certified. Not verified on hardware yet: `--allow-models 1d22:<device>` covers a mismatch.
+    // The public PCI ID database (pciutils/pciids `pci.ids`, looked up 2026-12-02) lists
+    // `1d22  Baidu Technology` with `3684  Kunlun AI Accelerator` and `3685  Kunlun2 AI
+    // Accelerator [VF]`. It does not name boards, so that 3684 is the certified R200-8F board is
+    // an assumption not verified on hardware: `--allow-models 1d22:<device>` covers a mismatch.
     (0x1d22, 0x3684, "Kunlun R200-8F"),
 ];
+
+/// The one spelling of a model in both modes. Quadro RTX 6000 and 8000 share PCI device IDs, so
+/// VFIO discovery cannot tell them apart and calls both `Quadro RTX 6000/8000`; NVML (container
+/// mode) names them apart (`Quadro RTX 8000`). Folding NVML's names into the shared one gives a
+/// model one node label (`Quadro-RTX-6000-8000`) whichever mode a node runs, so a workload's
+/// `gpu.model` matches either; the memory label still tells the boards apart (24 vs 48 GiB).
+pub fn canonical_model(name: &str) -> String {
+    const SHARED: &str = "Quadro RTX 6000/8000";
+    let trimmed = name.trim();
+    for board in ["Quadro RTX 6000", "Quadro RTX 8000"] {
+        if in_family(trimmed, board) && !in_family(trimmed, SHARED) {
+            return SHARED.to_string();
+        }
+    }
+    trimmed.to_string()
+}
+
+/// Whether a model name (as discovered) is in a certified family.
+pub fn is_certified_model(model: &str) -> bool {
+    CERTIFIED_FAMILIES.iter().any(|family| in_family(model, family))
+}
 
 /// The model name for a PCI device, or a generic one naming its IDs.
 pub fn model_for_pci(vendor: u16, device: u16) -> String {
@@ -79,7 +103,7 @@ impl ModelPolicy {
 
     pub fn allows(&self, device: &Device) -> bool {
         self.allow_any
-            || CERTIFIED_FAMILIES.iter().any(|family| in_family(&device.model, family))
+            || is_certified_model(&device.model)
             || self.extra.iter().any(|entry| match parse_pci_id(entry) {
                 Some(id) => device.pci_id == Some(id),
                 None => in_family(&device.model, entry),
@@ -115,9 +139,12 @@ pub fn label_value(model: &str) -> String {
 }
 
 /// Whether a model node-label value (`Tesla-V100-SXM2-16GB`, as [`label_value`] spells models)
-/// belongs to a certified family: what `gpu.model` of a SecureWorkload may name.
+/// belongs to a certified family and is spelled the way nodes are labelled: what `gpu.model` of
+/// a SecureWorkload may name. `Quadro-RTX-8000` is refused: no node carries it (see
+/// [`canonical_model`]), so a pod asking for it would never be scheduled.
 pub fn is_certified_label(value: &str) -> bool {
-    CERTIFIED_FAMILIES.iter().any(|family| in_family(value, &label_value(family)))
+    let folded = label_value(&canonical_model(&value.replace("-6000-8000", " 6000/8000").replace('-', " ")));
+    CERTIFIED_FAMILIES.iter().any(|family| in_family(value, &label_value(family))) && folded.eq_ignore_ascii_case(value)
 }
 
 #[cfg(test)]
@@ -160,9 +187,22 @@ mod tests {
         for certified in ["Tesla-V100-SXM2-16GB", "Tesla-T4", "Quadro-RTX-6000-8000", "Kunlun-R200-8F", "tesla-p40"] {
             assert!(is_certified_label(certified), "{certified}");
         }
-        for other in ["Tesla-V100S-PCIE-32GB", "A100-SXM4-40GB", "Tesla T4", ""] {
+        for other in ["Tesla-V100S-PCIE-32GB", "A100-SXM4-40GB", "Tesla T4", "", "Quadro-RTX-8000", "Quadro-RTX-6000"] {
             assert!(!is_certified_label(other), "{other}");
         }
+    }
+
+    #[test]
+    fn quadro_rtx_6000_and_8000_have_one_spelling_in_both_modes() {
+        // VFIO: from the shared PCI IDs; container: NVML's board names.
+        let vfio = model_for_pci(0x10de, 0x1e30);
+        for nvml in ["Quadro RTX 8000", "Quadro RTX 6000", "quadro rtx 6000", "Quadro RTX 6000/8000"] {
+            assert_eq!(canonical_model(nvml), vfio, "{nvml}");
+        }
+        assert_eq!(label_value(&vfio), "Quadro-RTX-6000-8000");
+        // Other names pass through (trimmed); a longer number is another model.
+        assert_eq!(canonical_model(" Tesla T4 "), "Tesla T4");
+        assert_eq!(canonical_model("Quadro RTX 60000"), "Quadro RTX 60000");
     }
 
     #[test]

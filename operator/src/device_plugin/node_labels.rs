@@ -6,11 +6,57 @@ use std::collections::BTreeMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use super::certify::{CERTIFIED_LABEL, MESSAGE_ANNOTATION, REASON_LABEL, Verdict};
 use super::device::{Device, Vendor};
 use super::models::label_value;
 
-/// Field manager of the labels: server-side apply removes the ones we stop setting.
-pub const FIELD_MANAGER: &str = "scs-device-plugin";
+/// Field manager of the labels, one per vendor: server-side apply removes what a manager stops
+/// setting, so two vendors' plugins on one node must not share one (each would remove the
+/// other's labels). Both do write `scs.dev/gpu-certified*`: there the last writer wins.
+pub fn field_manager(vendor: Vendor) -> String {
+    format!("scs-device-plugin-{}", vendor.name())
+}
+
+/// Devices found but not advertised (IOMMU groups shared with other devices, functions on
+/// another driver, …), one per line: operators see on the Node why a GPU is missing.
+pub const NOT_ADVERTISED_ANNOTATION: &str = "scs.dev/gpu-not-advertised";
+/// Annotation values are capped so a node with many findings still patches.
+const ANNOTATION_LIMIT: usize = 4096;
+
+/// Labels and annotations the plugin owns on its node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeMetadata {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Everything the plugin says about its node: the feature labels of the healthy `devices`, the
+/// certification verdict, and what was found but not advertised.
+pub fn node_metadata(
+    vendor: Vendor,
+    devices: &[Device],
+    driver_version: Option<&str>,
+    verdict: &Verdict,
+    not_advertised: &[String],
+) -> NodeMetadata {
+    let mut labels = node_labels(vendor, devices, driver_version);
+    labels.insert(CERTIFIED_LABEL.into(), verdict.certified.to_string());
+    labels.insert(REASON_LABEL.into(), verdict.reason.into());
+    let mut annotations = BTreeMap::from([(MESSAGE_ANNOTATION.to_string(), verdict.message.clone())]);
+    if !not_advertised.is_empty() {
+        let mut text = not_advertised.join("\n");
+        if text.len() > ANNOTATION_LIMIT {
+            let mut end = ANNOTATION_LIMIT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str("\n… (more in the plugin's log)");
+        }
+        annotations.insert(NOT_ADVERTISED_ANNOTATION.into(), text);
+    }
+    NodeMetadata { labels, annotations }
+}
 
 /// Labels for the advertised devices. The product is the most common model (a node normally
 /// carries one); memory is in MiB, the smallest of that model's boards.
@@ -39,12 +85,20 @@ pub fn node_labels(vendor: Vendor, devices: &[Device], driver_version: Option<&s
     labels
 }
 
-/// Applies the labels to the node; failures are logged, never fatal (the plugin serves the
-/// kubelet with or without an API server).
-pub async fn apply(client: kube::Client, node: &str, labels: &BTreeMap<String, String>) -> Result<(), kube::Error> {
+/// Applies the labels and annotations to the node (server-side apply: what we stop setting is
+/// removed); failures are logged by the caller, never fatal (the plugin serves the kubelet with or
+/// without an API server).
+pub async fn apply(
+    client: kube::Client,
+    vendor: Vendor,
+    node: &str,
+    metadata: &NodeMetadata,
+) -> Result<(), kube::Error> {
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
-    let patch = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": labels}});
-    nodes.patch(node, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch)).await?;
+    let patch = json!({"apiVersion": "v1", "kind": "Node", "metadata": {
+        "name": node, "labels": metadata.labels, "annotations": metadata.annotations,
+    }});
+    nodes.patch(node, &PatchParams::apply(&field_manager(vendor)).force(), &Patch::Apply(patch)).await?;
     Ok(())
 }
 
@@ -74,6 +128,25 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(labels, expected);
+    }
+
+    #[test]
+    fn metadata_carries_the_verdict_and_what_was_not_advertised() {
+        let verdict =
+            Verdict { certified: false, reason: "UncertifiedDriver", message: "driver 535 is not certified".into() };
+        let devices = [gpu("Tesla T4", 15109)];
+        let metadata = node_metadata(Vendor::Nvidia, &devices, Some("535.1.2"), &verdict, &[]);
+        assert_eq!(metadata.labels["scs.dev/gpu-certified"], "false");
+        assert_eq!(metadata.labels["scs.dev/gpu-certified-reason"], "UncertifiedDriver");
+        assert_eq!(metadata.labels["nvidia.com/gpu.count"], "1");
+        assert_eq!(metadata.annotations.len(), 1);
+        assert_eq!(metadata.annotations["scs.dev/gpu-certification"], "driver 535 is not certified");
+        let notes = vec!["IOMMU group 77 is not advertised: it also holds …".to_string(), "ü".repeat(3000)];
+        let metadata = node_metadata(Vendor::Nvidia, &[], None, &verdict, &notes);
+        let text = &metadata.annotations["scs.dev/gpu-not-advertised"];
+        assert!(text.starts_with("IOMMU group 77 is not advertised") && text.ends_with("(more in the plugin's log)"));
+        assert!(text.len() < 4200, "{}", text.len());
+        assert_eq!(field_manager(Vendor::Kunlun), "scs-device-plugin-kunlun");
     }
 
     #[test]

@@ -45,7 +45,8 @@ pub fn discover(nvml: &Nvml, host: &HostPaths) -> Result<Vec<Device>, NvmlError>
             .and_then(|functions| functions.into_iter().find(|f| f.address == address));
         devices.push(Device {
             id: uuid.clone(),
-            model: gpu.name()?,
+            // One spelling per model across modes (Quadro RTX 6000/8000).
+            model: super::models::canonical_model(&gpu.name()?),
             pci_id: function.as_ref().map(|f| (f.vendor, f.device)),
             pci_addresses: vec![address],
             numa_node: function.as_ref().and_then(|f| f.numa_node),

@@ -1,5 +1,6 @@
 //! The plugin's gRPC service: the kubelet lists, watches and allocates devices through it.
 
+use std::collections::BTreeSet;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
@@ -10,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::allocate::{container_response, preferred_allocation};
 use super::api::device_plugin_server::DevicePlugin;
 use super::api::{
-    AllocateRequest, AllocateResponse, ContainerPreferredAllocationResponse, Device as ApiDevice, DevicePluginOptions,
-    Empty, ListAndWatchResponse, NumaNode, PreStartContainerRequest, PreStartContainerResponse,
+    AllocateRequest, AllocateResponse, CdiDevice, ContainerPreferredAllocationResponse, Device as ApiDevice,
+    DevicePluginOptions, Empty, ListAndWatchResponse, NumaNode, PreStartContainerRequest, PreStartContainerResponse,
     PreferredAllocationRequest, PreferredAllocationResponse, TopologyInfo,
 };
 use super::device::Device;
@@ -25,6 +26,29 @@ pub struct PluginService {
     pub devices: watch::Receiver<Vec<Device>>,
     pub host: HostPaths,
     pub stop: watch::Receiver<bool>,
+    /// CDI names for Allocate, when the plugin writes a CDI spec.
+    pub cdi: Option<CdiNames>,
+}
+
+/// The CDI kind and the device IDs the spec file on disk describes now: Allocate names a device
+/// only when the runtime can resolve it (a CDI name without its spec fails the container).
+#[derive(Clone)]
+pub struct CdiNames {
+    pub kind: String,
+    pub written: watch::Receiver<BTreeSet<String>>,
+}
+
+impl CdiNames {
+    /// The qualified names of `devices`, or none (with a warning) unless the spec on disk
+    /// describes every one of them; the device specs still let the container run.
+    pub fn names_for(&self, devices: &[&Device]) -> Vec<CdiDevice> {
+        let written = self.written.borrow();
+        if let Some(missing) = devices.iter().find(|d| !written.contains(&d.id)) {
+            tracing::warn!(device = %missing, kind = %self.kind, "no CDI spec describes this device yet: Allocate names no CDI devices");
+            return vec![];
+        }
+        devices.iter().map(|d| CdiDevice { name: super::cdi::qualified_name(&self.kind, &d.id) }).collect()
+    }
 }
 
 pub fn options() -> DevicePluginOptions {
@@ -124,7 +148,11 @@ impl DevicePlugin for PluginService {
             .map(|container| {
                 let chosen = self.lookup(&devices, &container.devices_ids)?;
                 tracing::info!(resource = %self.resource_name, devices = ?container.devices_ids, "allocating");
-                Ok(container_response(&chosen, &self.host))
+                let mut response = container_response(&chosen, &self.host);
+                if let Some(cdi) = &self.cdi {
+                    response.cdi_devices = cdi.names_for(&chosen);
+                }
+                Ok(response)
             })
             .collect::<Result<_, Status>>()?;
         Ok(Response::new(AllocateResponse { container_responses }))

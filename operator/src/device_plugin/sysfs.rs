@@ -21,6 +21,19 @@ impl HostPaths {
         self.sysfs.join("bus/pci/devices")
     }
 
+    /// The entry that exists while the function at `address` is bound to vfio-pci.
+    pub fn vfio_binding(&self, address: &str) -> PathBuf {
+        self.sysfs.join("bus/pci/drivers/vfio-pci").join(address)
+    }
+
+    /// The version of the kernel module driving the PCI function at `address`
+    /// (`…/driver/module/version`), when the module declares one.
+    pub fn driver_module_version(&self, address: &str) -> Option<String> {
+        let path = self.pci_devices().join(address).join("driver/module/version");
+        let version = fs::read_to_string(path).ok()?.trim().to_string();
+        (!version.is_empty()).then_some(version)
+    }
+
     /// iommufd is available when the kernel exposes `/dev/iommu`.
     pub fn has_iommufd(&self) -> bool {
         self.dev.join("iommu").exists()
@@ -185,6 +198,9 @@ pub fn discover_vfio(host: &HostPaths, vendor: Vendor) -> io::Result<(Vec<Device
             let first = &functions[0];
             let mut health_paths = vec![host.dev.join(format!("vfio/{group}"))];
             health_paths.extend(functions.iter().map(|f| f.sysfs_dir.clone()));
+            // The kernel lists a driver's devices under it: a function rebound to a host driver
+            // leaves vfio-pci's list, and must not go to a VM any more.
+            health_paths.extend(functions.iter().map(|f| host.vfio_binding(&f.address)));
             let cdevs: Vec<String> =
                 if iommufd { functions.iter().flat_map(|f| f.vfio_cdevs.iter().cloned()).collect() } else { vec![] };
             Device {
@@ -314,9 +330,38 @@ pub mod fake {
         if let Some(cdev) = f.vfio_cdev {
             fs::create_dir_all(dir.join("vfio-dev").join(cdev))?;
         }
+        // The driver lists the functions bound to it.
+        let driver = sysfs.join("bus/pci/drivers").join(f.driver);
+        fs::create_dir_all(&driver)?;
+        symlink(format!("../../../../devices/{}/{}", f.root, f.address), driver.join(f.address))?;
         let bus = sysfs.join("bus/pci/devices");
         fs::create_dir_all(&bus)?;
         symlink(format!("../../../devices/{}/{}", f.root, f.address), bus.join(f.address))
+    }
+
+    /// Gives `driver`'s kernel module a version, as `/sys/module/<module>/version` shows it.
+    pub fn set_driver_version(sysfs: &Path, driver: &str, version: &str) -> io::Result<()> {
+        let module = sysfs.join("module").join(driver);
+        fs::create_dir_all(&module)?;
+        fs::write(module.join("version"), format!("{version}\n"))?;
+        let link = sysfs.join("bus/pci/drivers").join(driver).join("module");
+        fs::create_dir_all(link.parent().unwrap_or(sysfs))?;
+        let _ = fs::remove_file(&link);
+        symlink(format!("../../../../module/{driver}"), link)
+    }
+
+    /// Unbinds the function at `address` from `driver` (and binds it to `to`), as writing to the
+    /// driver's `unbind` file and `driver_override`/`bind` would.
+    pub fn rebind(sysfs: &Path, address: &str, driver: &str, to: &str) -> io::Result<()> {
+        fs::remove_file(sysfs.join("bus/pci/drivers").join(driver).join(address))?;
+        let dir = fs::canonicalize(sysfs.join("bus/pci/devices").join(address))?;
+        let _ = fs::remove_file(dir.join("driver"));
+        symlink(format!("../../../bus/pci/drivers/{to}"), dir.join("driver"))?;
+        let target = sysfs.join("bus/pci/drivers").join(to);
+        fs::create_dir_all(&target)?;
+        let root =
+            dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        symlink(format!("../../../../devices/{root}/{address}"), target.join(address))
     }
 }
 
@@ -460,6 +505,24 @@ mod tests {
         assert_eq!(devices[1].numa_node, Some(1));
         assert_eq!(devices[0].model, "Kunlun R200-8F");
         assert_eq!(devices[1].access, Access::KunlunContainer { index: 1 });
+    }
+
+    #[test]
+    fn a_function_leaving_vfio_pci_fails_its_health_path_and_module_versions_are_read() {
+        use super::fake::{rebind, set_driver_version};
+        let (_tmp, host) = host();
+        add_function_ok(&host.sysfs, &t4("0000:3b:00.0", "pci0000:3a", "vfio-pci", 41, 0));
+        add_function_ok(&host.sysfs, &t4("0000:af:00.0", "pci0000:ae", "nvidia", 90, 1));
+        let (devices, _) = discover_vfio(&host, Vendor::Nvidia).unwrap();
+        let binding = host.vfio_binding("0000:3b:00.0");
+        assert!(devices[0].health_paths.contains(&binding));
+        assert!(binding.exists());
+        rebind(&host.sysfs, "0000:3b:00.0", "vfio-pci", "nvidia").unwrap();
+        assert!(!binding.exists(), "rebound to the host driver");
+        assert_eq!(host.driver_module_version("0000:af:00.0"), None, "no version declared");
+        set_driver_version(&host.sysfs, "nvidia", "450.80.02").unwrap();
+        assert_eq!(host.driver_module_version("0000:af:00.0").as_deref(), Some("450.80.02"));
+        assert_eq!(host.driver_module_version("0000:3b:00.0").as_deref(), Some("450.80.02"), "now on nvidia");
     }
 
     #[test]
