@@ -222,6 +222,9 @@ fn device_plugin_daemonsets_run_the_binary_as_configured() {
         assert_eq!(host_path_of(&args.kubelet_dir), (args.kubelet_dir.display().to_string(), false));
         assert_eq!(host_path_of(&args.sysfs_root), ("/sys".to_string(), true));
         assert_eq!(host_path_of(&args.dev_root), ("/dev".to_string(), true));
+        // The CDI spec is written where the runtime reads it, on the host.
+        assert!(!args.no_cdi);
+        assert_eq!(host_path_of(&args.cdi_dir), ("/var/run/cdi".to_string(), false));
         let env: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
         assert!(env.contains(&"NODE_NAME"), "node labels need the node name: {env:?}");
         let security = container.security_context.as_ref().unwrap();
