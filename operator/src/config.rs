@@ -37,6 +37,68 @@ pub struct OperatorConfig {
     pub network_isolation: NetworkIsolationConfig,
     /// Where tenant images may come from and how they are pulled.
     pub images: ImagesConfig,
+    /// External permission systems (PermissionGroup providers), by name.
+    pub authorization_providers: BTreeMap<String, AuthorizationProvider>,
+    /// The init container that waits for a pod's grants, and the server it calls.
+    pub pre_authorization: PreAuthorizationConfig,
+}
+
+/// One external permission system, spoken to with the provider protocol (README, "Pod
+/// pre-authorization").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationProvider {
+    /// Base URL, `https://` only: grants are security decisions and carry a bearer credential.
+    pub endpoint: String,
+    /// Secret in the operator's namespace whose `token` key is sent as `Authorization: Bearer`.
+    pub credentials_secret: String,
+    /// Seconds one HTTP request may take before it counts as a transient failure. Default 10.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u32,
+    /// Seconds between polls of a pending grant. Default 5.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_seconds: u32,
+    /// Seconds a grant may stay pending before the attempt counts as a transient failure.
+    /// Default 600.
+    #[serde(default = "default_grant_timeout")]
+    pub grant_timeout_seconds: u32,
+}
+
+fn default_request_timeout() -> u32 {
+    10
+}
+fn default_poll_interval() -> u32 {
+    5
+}
+fn default_grant_timeout() -> u32 {
+    600
+}
+
+/// The `scs-operator authorize` init container and the authorization server it calls.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PreAuthorizationConfig {
+    /// Image of the init container: the operator's own. It must start with one of
+    /// `images.publicPrefixes` so every tenant may pull it (no pull Secret, any pull policy).
+    pub image: String,
+    /// URL of the authorization server as pods reach it (its Service).
+    pub server_url: String,
+    /// Audience of the projected ServiceAccount token the init container presents; the server
+    /// accepts no other, so the token is useless to any other service.
+    pub token_audience: String,
+    /// Seconds the projected token lives (the kubelet's minimum is 600).
+    pub token_expiration_seconds: i64,
+}
+
+impl Default for PreAuthorizationConfig {
+    fn default() -> Self {
+        Self {
+            image: "scs-operator:0.1.0".into(),
+            server_url: "http://scs-authz.scs-system.svc:8443".into(),
+            token_audience: "scs-authz".into(),
+            token_expiration_seconds: 600,
+        }
+    }
 }
 
 /// The platform's image rules; a Tenant's `spec.images` overrides registries and pinning.
@@ -180,6 +242,8 @@ impl Default for OperatorConfig {
             default_pod_security: PodSecurityLevel::Restricted,
             network_isolation: NetworkIsolationConfig::default(),
             images: ImagesConfig::default(),
+            authorization_providers: BTreeMap::new(),
+            pre_authorization: PreAuthorizationConfig::default(),
         }
     }
 }
@@ -363,10 +427,71 @@ impl OperatorConfig {
                 }
             }
         }
+        self.check_authorization()?;
         if self.max_pod_priority > 1_000_000_000 {
             return Err((
                 "maxPodPriority".into(),
                 "must not exceed 1000000000, the highest user-definable priority".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl OperatorConfig {
+    /// Providers and the init container: names usable in a PermissionGroup, https endpoints,
+    /// sane timeouts, an image every tenant may pull.
+    fn check_authorization(&self) -> Result<(), (String, String)> {
+        for (name, provider) in &self.authorization_providers {
+            let field = |f: &str| format!("authorizationProviders.{name}.{f}");
+            let label = name.len() <= 63 && regex_lite_subdomain(name) && !name.contains('.');
+            if !label {
+                return Err((
+                    format!("authorizationProviders.{name}"),
+                    "a provider name must be a DNS-1123 label (PermissionGroups name it)".into(),
+                ));
+            }
+            let Some(rest) = provider.endpoint.strip_prefix("https://") else {
+                return Err((field("endpoint"), "must be an https:// URL: grants carry a credential".into()));
+            };
+            if rest.is_empty() || rest.starts_with('/') || provider.endpoint.parse::<http::Uri>().is_err() {
+                return Err((field("endpoint"), format!("{:?} is not a URL with a host", provider.endpoint)));
+            }
+            if !regex_lite_subdomain(&provider.credentials_secret) {
+                return Err((field("credentialsSecret"), "must be a Secret name (DNS-1123 subdomain)".into()));
+            }
+            for (f, value, max) in [
+                ("requestTimeoutSeconds", provider.request_timeout_seconds, 300),
+                ("pollIntervalSeconds", provider.poll_interval_seconds, 300),
+                ("grantTimeoutSeconds", provider.grant_timeout_seconds, 86_400),
+            ] {
+                if value == 0 || value > max {
+                    return Err((field(f), format!("must be between 1 and {max}")));
+                }
+            }
+        }
+        let pre = &self.pre_authorization;
+        if pre.token_audience.is_empty() {
+            return Err(("preAuthorization.tokenAudience".into(), "must not be empty".into()));
+        }
+        if !(600..=86_400).contains(&pre.token_expiration_seconds) {
+            return Err((
+                "preAuthorization.tokenExpirationSeconds".into(),
+                "must be between 600 (the kubelet's minimum) and 86400".into(),
+            ));
+        }
+        if !(pre.server_url.starts_with("http://") || pre.server_url.starts_with("https://"))
+            || pre.server_url.parse::<http::Uri>().is_err()
+        {
+            return Err(("preAuthorization.serverUrl".into(), format!("{:?} is not an http(s) URL", pre.server_url)));
+        }
+        // Only checked when a provider exists: without one no pod gets the init container.
+        if !self.authorization_providers.is_empty()
+            && !self.images.public_prefixes.iter().any(|p| pre.image.starts_with(p.as_str()))
+        {
+            return Err((
+                "preAuthorization.image".into(),
+                "must start with one of images.publicPrefixes: every tenant's pods run it, without pull Secrets".into(),
             ));
         }
         Ok(())
@@ -446,6 +571,44 @@ mod tests {
             assert_eq!(path, "images.publicPrefixes[1]", "{bad}");
             assert!(message.contains("end in /"), "{message}");
         }
+    }
+
+    #[test]
+    fn authorization_providers_are_checked_field_by_field() {
+        let ok = "images:\n  publicPrefixes: [registry.example.com/scs/]\npreAuthorization:\n  image: registry.example.com/scs/scs-operator:0.1.0\nauthorizationProviders:\n  cmdb:\n    endpoint: https://perm.example.com/api\n    credentialsSecret: cmdb-token\n";
+        let config = OperatorConfig::from_yaml(ok).unwrap();
+        let cmdb = &config.authorization_providers["cmdb"];
+        assert_eq!(
+            (cmdb.request_timeout_seconds, cmdb.poll_interval_seconds, cmdb.grant_timeout_seconds),
+            (10, 5, 600)
+        );
+        for (bad, path, words) in [
+            ("endpoint: http://perm.example.com", "authorizationProviders.cmdb.endpoint", "https"),
+            ("endpoint: https:///x", "authorizationProviders.cmdb.endpoint", "host"),
+            ("credentialsSecret: Bad_Name", "authorizationProviders.cmdb.credentialsSecret", "Secret name"),
+            ("requestTimeoutSeconds: 0", "authorizationProviders.cmdb.requestTimeoutSeconds", "between 1"),
+            ("grantTimeoutSeconds: 100000", "authorizationProviders.cmdb.grantTimeoutSeconds", "between 1"),
+        ] {
+            let key = bad.split(':').next().unwrap();
+            let text: String = ok
+                .lines()
+                .filter(|l| !l.trim_start().starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let (got, message) = OperatorConfig::from_yaml(&format!("{text}    {bad}\n")).unwrap_err();
+            assert_eq!(got, path, "{bad}");
+            assert!(message.contains(words), "{bad}: {message}");
+        }
+        let (path, _) = OperatorConfig::from_yaml(&ok.replace("  cmdb:", "  CMDB:")).unwrap_err();
+        assert_eq!(path, "authorizationProviders.CMDB");
+        // The init container's image must be one every tenant may pull.
+        let (path, message) =
+            OperatorConfig::from_yaml(&ok.replace("  image: registry.example.com/scs/", "  image: other.example.com/"))
+                .unwrap_err();
+        assert_eq!(path, "preAuthorization.image");
+        assert!(message.contains("publicPrefixes"), "{message}");
+        let (path, _) = OperatorConfig::from_yaml("preAuthorization:\n  tokenExpirationSeconds: 60\n").unwrap_err();
+        assert_eq!(path, "preAuthorization.tokenExpirationSeconds");
     }
 
     #[test]

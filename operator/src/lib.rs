@@ -2,6 +2,7 @@
 //! child-object builders and the offline render pipeline.
 
 pub mod api;
+pub mod authz;
 pub mod builders;
 pub mod catalog;
 pub mod clock;

@@ -56,6 +56,7 @@ fn names_columns_and_subresources() {
             "SecureWorkload" => ("swl", "Namespaced", &["Kind", "Ready", "Phase", "Age"]),
             "NotificationChannel" => ("nch", "Cluster", &["Type", "Secret", "Last delivery", "Age"]),
             "Patrol" => ("ptl", "Cluster", &["Schedule", "Zone", "Last run", "Items", "Ready", "Age"]),
+            "PermissionGroup" => ("pg", "Namespaced", &["Breaker", "Age"]),
             other => panic!("unexpected CRD {other}"),
         };
         assert_eq!(names.short_names.as_deref(), Some(&[short.to_string()][..]));

@@ -12,6 +12,8 @@ mod notification_channel;
 #[allow(clippy::duplicated_attributes)]
 mod patrol;
 #[allow(clippy::duplicated_attributes)]
+mod permission_group;
+#[allow(clippy::duplicated_attributes)]
 mod sdn_network;
 #[allow(clippy::duplicated_attributes)]
 mod secure_workload;
@@ -21,6 +23,7 @@ mod tenant;
 pub use common::*;
 pub use notification_channel::*;
 pub use patrol::*;
+pub use permission_group::*;
 pub use sdn_network::*;
 pub use secure_workload::*;
 pub use tenant::*;
@@ -37,5 +40,12 @@ pub const API_VERSION: &str = "scs.dev/v1alpha1";
 
 /// All CRDs of the operator, in a stable order (the order of `crds/` files and `crdgen` output).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![NotificationChannel::crd(), Patrol::crd(), SdnNetwork::crd(), SecureWorkload::crd(), Tenant::crd()]
+    vec![
+        NotificationChannel::crd(),
+        Patrol::crd(),
+        PermissionGroup::crd(),
+        SdnNetwork::crd(),
+        SecureWorkload::crd(),
+        Tenant::crd(),
+    ]
 }

@@ -151,6 +151,26 @@ pub struct SecureWorkloadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub revision_history_limit: Option<i32>,
+
+    /// Grants from systems outside the cluster that every pod needs before its containers start
+    /// (see `PermissionGroup`): the operator puts an init container first in the pod that waits
+    /// for them, and they are revoked when the pod is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_authorization: Option<PreAuthorization>,
+}
+
+/// Pod pre-authorization of a workload.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreAuthorization {
+    /// Names of PermissionGroups in the workload's namespace; every permission of each is granted
+    /// before the pod's containers start.
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))
+    )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub permission_groups: Vec<String>,
 }
 
 /// CEL rule on a SecureWorkload's name: children are named `<name>-headless`, StatefulSet pods

@@ -117,6 +117,11 @@ pub fn pod_template(
         require_on_nodes(pod.affinity.get_or_insert_with(Affinity::default), requirements);
     }
 
+    // Pre-authorization: the waiting init container first, before anything of the tenant's runs.
+    if spec.pre_authorization.as_ref().is_some_and(|p| !p.permission_groups.is_empty()) {
+        crate::authz::init::inject(pod, &config.pre_authorization);
+    }
+
     // Volumes: a claim per volume, except for a StatefulSet whose claims come from templates.
     for volume in &spec.volumes {
         if spec.kind != WorkloadKind::StatefulSet {

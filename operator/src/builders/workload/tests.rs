@@ -439,3 +439,32 @@ fn workload_labels_reach_children_and_pods_but_never_selectors() {
     );
     assert_eq!(find(&children, "Service", "web")["spec"]["selector"], json!({"scs.dev/workload": "web"}));
 }
+
+#[test]
+fn pre_authorization_puts_the_authorize_init_container_first_and_changes_nothing_else() {
+    let mut config = OperatorConfig::default();
+    config.pre_authorization.image = "registry.example.com/scs/scs-operator:0.1.0".into();
+    let spec = |extra: &str| {
+        workload(&format!(
+            "kind: Deployment\n{extra}template:\n  spec:\n    initContainers: [{{name: migrate, image: 'app:1'}}]\n    containers: [{{name: app, image: 'app:1'}}]\n"
+        ))
+    };
+    let plain = workload_children(&spec(""), &tenant(), &config);
+    let authorized =
+        workload_children(&spec("preAuthorization: {permissionGroups: [orders-db]}\n"), &tenant(), &config);
+    let mut with = pod_spec(find(&authorized, "Deployment", "web")).clone();
+    let without = pod_spec(find(&plain, "Deployment", "web")).clone();
+    let inits = with["initContainers"].as_array().unwrap();
+    assert_eq!(inits.len(), 2);
+    assert_eq!(inits[0]["name"], crate::authz::INIT_CONTAINER);
+    assert_eq!(inits[0]["image"], "registry.example.com/scs/scs-operator:0.1.0");
+    assert_eq!(inits[0]["args"], json!(["authorize"]));
+    assert_eq!(inits[0]["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(inits[1]["name"], "migrate");
+    let volume = &with["volumes"][0];
+    assert_eq!(volume["projected"]["sources"][0]["serviceAccountToken"]["audience"], "scs-authz");
+    // Remove what was injected: the rest of the pod is exactly the template without it.
+    with["initContainers"].as_array_mut().unwrap().remove(0);
+    with.as_object_mut().unwrap().remove("volumes");
+    assert_eq!(with, without);
+}

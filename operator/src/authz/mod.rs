@@ -1,0 +1,20 @@
+//! Pod pre-authorization (issue 18): grants from permission systems outside the cluster before a
+//! sandboxed pod's containers start, revoked when the pod goes.
+//!
+//! - [`provider`]: the provider protocol (HTTP/JSON) and its client.
+//! - [`breaker`]: the circuit breaker per PermissionGroup (3 consecutive failures → open).
+//! - [`backoff`]: the per-pod exponential backoff with jitter.
+//! - [`init`]: the init container the SecureWorkload builder puts first in the pod.
+
+pub mod backoff;
+pub mod breaker;
+pub mod init;
+pub mod provider;
+
+/// Finalizer on pods that carry the authorize init container: their grants are revoked before
+/// the pod object goes.
+pub const FINALIZER: &str = "scs.dev/permission-protection";
+/// Name of the init container; the authz-server only serves pods that carry it, first.
+pub const INIT_CONTAINER: &str = "scs-authorize";
+/// Pod annotation with the progress of the pod's grants (JSON), written by the authz-server.
+pub const GRANTS_ANNOTATION: &str = "scs.dev/authz-grants";
