@@ -497,3 +497,29 @@ async fn static_addresses_are_checked_and_not_shared_within_a_tenant() {
     assert!(env.deployment("db").is_none() && env.deployment("web").is_none(), "nothing applied for either");
     env.harness.stop().await;
 }
+
+/// A workload whose Tenant is known but whose namespace the Tenant has not created yet waits for
+/// it (at scale a tenant's first pass can take longer than the NoTenant grace): it is not called
+/// an orphan, and its children come once the namespace does — no event about the namespace exists
+/// to wake it, so it must look again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_waits_for_the_namespace_its_tenant_is_creating() {
+    let harness = Harness::start().await;
+    // The tenant's namespace is created well after the workload's NoTenant grace.
+    let slow = scs_operator::controller::workload::NO_TENANT_GRACE + Duration::from_secs(3);
+    harness.server.delay_next("POST", "/api/v1/namespaces", 1, slow);
+    harness.create_tenant(tenant()).await;
+    let api: Api<SecureWorkload> = Api::namespaced(harness.client.clone(), NS);
+    let web: SecureWorkload = serde_json::from_value(workload("web", json!({"kind": "Deployment"}))).unwrap();
+    api.create(&PostParams::default(), &web).await.unwrap();
+    let path = format!("/apis/scs.dev/v1alpha1/namespaces/{NS}/secureworkloads/web");
+    let deployment = format!("/apis/apps/v1/namespaces/{NS}/deployments/web");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while harness.server.get(&deployment).is_none() {
+        let reason = harness.server.get(&path).map(|w| w["status"]["conditions"][0]["reason"].clone());
+        assert_ne!(reason, Some(json!("NoTenant")), "the tenant is known: the workload is no orphan");
+        assert!(std::time::Instant::now() < deadline, "no Deployment once the namespace came");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    harness.stop().await;
+}

@@ -152,6 +152,24 @@ async fn roll_out(harness: Client) {
         .await;
 }
 
+/// With SCALE_DEBUG, a stalled run names a few workloads that are not running and why.
+async fn report_stalled(harness: &Client) {
+    let api: Api<SecureWorkload> = Api::all(harness.clone());
+    let Ok(list) = api.list(&Default::default()).await else { return };
+    let stalled = list
+        .items
+        .iter()
+        .filter(|w| w.status.as_ref().and_then(|s| s.phase.clone()) != Some(scs_operator::api::WorkloadPhase::Running));
+    for w in stalled.take(5) {
+        eprintln!(
+            "stalled {}/{}: {}",
+            w.namespace().unwrap_or_default(),
+            w.name_any(),
+            serde_json::to_string(&w.status).unwrap_or_default()
+        );
+    }
+}
+
 async fn children(harness: &Client) -> usize {
     let mut total = 0;
     for kind in managed_kinds() {
@@ -211,8 +229,15 @@ async fn main() {
         })
         .await;
     let deployment_controller = tokio::spawn(roll_out(harness.clone()));
+    let mut progress = (0, 0, Instant::now());
     loop {
         let (ready, running) = all_ready(&harness).await;
+        if (ready, running) != (progress.0, progress.1) {
+            progress = (ready, running, Instant::now());
+        } else if progress.2.elapsed() > Duration::from_secs(15) && std::env::var_os("SCALE_DEBUG").is_some() {
+            report_stalled(&harness).await;
+            progress.2 = Instant::now();
+        }
         eprintln!(
             "{:>6.1}s: {ready}/{tenants} tenants ready, {running}/{workloads} workloads running",
             started.elapsed().as_secs_f64()

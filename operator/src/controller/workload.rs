@@ -3,6 +3,7 @@
 //! claims are not owned and outlive it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -29,6 +30,9 @@ use crate::validate::{FieldError, cross, rules};
 pub const CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a new workload may wait for its Tenant before it is reported as `NoTenant`.
 pub const NO_TENANT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a workload waits quietly for the namespace its Tenant is creating before its status
+/// says so (at scale, tenants' first passes take a while; a status write each is waste).
+const NAMESPACE_PENDING_REPORT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
     let owner = format!("SecureWorkload/{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
@@ -61,14 +65,36 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     }
 
     let catalog = ctx.catalog();
-    let Some(tenant) = owning_tenant(&ctx, &catalog, &namespace).await? else {
+    let age = workload
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(NO_TENANT_GRACE, |t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0).unsigned_abs());
+    let tenant = match owning_tenant(&ctx, &catalog, &namespace).await? {
+        Tenancy::Owned(tenant) => Some(tenant),
+        Tenancy::Claimed(tenant) => {
+            // Look again soon, less often the longer it takes; say so once it is no longer brief.
+            if age >= NAMESPACE_PENDING_REPORT {
+                let message =
+                    format!("namespace {namespace} of Tenant {} is not created yet: waiting for it", tenant.name_any());
+                let status = SecureWorkloadStatus {
+                    observed_generation: generation,
+                    phase: Some(WorkloadPhase::Pending),
+                    conditions: conditions::merge(
+                        &previous.conditions,
+                        vec![condition("Ready", false, "NamespacePending", message, generation)],
+                    ),
+                    ..Default::default()
+                };
+                write_status(workload, &ctx, &previous, status).await?;
+            }
+            return Ok(Action::requeue((age / 2).clamp(Duration::from_secs(1), Duration::from_secs(60))));
+        }
+        Tenancy::None => None,
+    };
+    let Some(tenant) = tenant else {
         // A Tenant and its workloads often arrive together (one kubectl apply, one Argo CD sync):
         // give the Tenant a moment before calling the workload an orphan.
-        let age = workload
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(NO_TENANT_GRACE, |t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0).unsigned_abs());
         if age < NO_TENANT_GRACE && previous.conditions.is_empty() {
             return Ok(Action::requeue(NO_TENANT_GRACE - age));
         }
@@ -326,15 +352,31 @@ async fn earlier_collisions(
 /// that tenant still lists it. Not the oldest tenant listing the namespace, as the catalog would
 /// answer: a second tenant naming a namespace another one owns gets a conflict, never its
 /// workloads. `None` for a namespace without our labels (or whose tenant is gone or let it go).
-async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Option<&'a Tenant>> {
+/// Where a workload's namespace stands with the tenants.
+enum Tenancy<'a> {
+    /// The namespace is the tenant's: created and labelled by the operator for it.
+    Owned(&'a Tenant),
+    /// A tenant claims the namespace, which does not exist yet: the tenant's pass is on the way,
+    /// and no event says when it is done (namespaces are not watched).
+    Claimed(&'a Tenant),
+    /// No tenant claims it, or the namespace is someone else's.
+    None,
+}
+
+async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Tenancy<'a>> {
+    let claimant = catalog.tenant_of_namespace(namespace);
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let Some(live) = api.get_metadata_opt(namespace).await? else { return Ok(None) };
+    let Some(live) = api.get_metadata_opt(namespace).await? else {
+        return Ok(claimant.map_or(Tenancy::None, Tenancy::Claimed));
+    };
     let labels = live.labels();
     if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::OPERATOR) {
-        return Ok(None);
+        return Ok(Tenancy::None);
     }
-    let Some(owner) = labels.get(labels::TENANT) else { return Ok(None) };
-    Ok(catalog.tenants.iter().find(|t| t.name_any() == *owner && t.namespace_names().iter().any(|n| n == namespace)))
+    let Some(owner) = labels.get(labels::TENANT) else { return Ok(Tenancy::None) };
+    let owned =
+        catalog.tenants.iter().find(|t| t.name_any() == *owner && t.namespace_names().iter().any(|n| n == namespace));
+    Ok(owned.map_or(Tenancy::None, Tenancy::Owned))
 }
 
 /// Static addresses of `workload` that an older workload (see [`cross::static_ip_order`]) asks for
