@@ -8,6 +8,8 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod engine;
+pub mod identity;
 pub mod init;
 pub mod provider;
 
