@@ -14,7 +14,7 @@ use e2e::cluster::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
-use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function};
+use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function, rebind};
 use scs_operator::device_plugin::{Args, run_with_client};
 use serde_json::{Value, json};
 
@@ -89,6 +89,8 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
         format!("--sysfs-root={}", sysfs.display()),
         format!("--dev-root={}", dev.display()),
         format!("--kubelet-dir={}", plugins.display()),
+        // Not the host's /var/run/cdi: this node's runtime must not see the fake devices.
+        format!("--cdi-dir={}", tmp.path().join("cdi").display()),
     ]);
     let socket = plugins.join(args.socket_name());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -150,6 +152,94 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
     stop.send(()).unwrap();
     plugin.await.unwrap().unwrap();
     assert!(!socket.exists(), "the plugin removes its socket on shutdown");
+    delete_namespace(&client, namespace).await;
+}
+
+/// The device plugin's CDI names, certification labels and health against the real kubelet:
+/// VFIO mode over a fake sysfs/dev tree with two certified T4s. The Node shows 2 allocatable and
+/// `scs.dev/gpu-certified=true`; a pod's recorded Allocate names its device by CDI name (and the
+/// spec file describes both); a GPU rebound to its host driver, and one whose VFIO node goes, each
+/// drop allocatable to 1 and the labelled count with it. (localkube's containerd 1.6 does not read
+/// CDI specs: the kubelet's checkpoint is where the names are seen.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real_kubelet() {
+    let client = client().await;
+    let plugins = device_plugin_dir();
+    assert!(plugins.join("kubelet.sock").exists(), "no kubelet socket in {}", plugins.display());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.list(&Default::default()).await.unwrap().items[0].name_any();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (sysfs, dev, cdi) = (tmp.path().join("sys"), tmp.path().join("dev"), tmp.path().join("cdi"));
+    std::fs::create_dir_all(dev.join("vfio")).unwrap();
+    // Groups other than the restart test's, so the kubelet's checkpoint cannot confuse the two.
+    for (address, group) in [("0000:5b:00.0", 51), ("0000:5c:00.0", 52)] {
+        add_function(&sysfs, &FakeFunction::t4_vfio(address, "pci0000:5a", group, 0)).unwrap();
+        std::fs::write(dev.join(format!("vfio/{group}")), "").unwrap();
+    }
+    let args = Args::parse_from([
+        "device-plugin".to_string(),
+        "--vendor=nvidia".to_string(),
+        "--mode=vfio".to_string(),
+        format!("--node-name={node}"),
+        format!("--sysfs-root={}", sysfs.display()),
+        format!("--dev-root={}", dev.display()),
+        format!("--kubelet-dir={}", plugins.display()),
+        format!("--cdi-dir={}", cdi.display()),
+        "--health-interval=0.5".to_string(),
+        "--require-certified-driver".to_string(),
+    ]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let plugin = tokio::spawn(run_with_client(args, Some(client.clone()), async {
+        let _ = stopped.await;
+    }));
+    let allocatable = |count: &'static str| {
+        let (nodes, node) = (nodes.clone(), node.clone());
+        async move {
+            until(&format!("the Node: {count} nvidia.com/gpu allocatable, labelled {count}"), || async {
+                let (_, allocatable) = advertised(&nodes, &node, "nvidia.com/gpu").await?;
+                let labels = nodes.get(&node).await.ok()?.labels().clone();
+                let labelled = labels.get("nvidia.com/gpu.count").map(String::as_str);
+                (allocatable == count && labelled == Some(count)).then_some(labels)
+            })
+            .await
+        }
+    };
+    let labels = allocatable("2").await;
+    assert_eq!(labels.get("scs.dev/gpu-certified").map(String::as_str), Some("true"), "{labels:?}");
+    assert_eq!(labels.get("scs.dev/gpu-certified-reason").map(String::as_str), Some("VfioPassthrough"));
+
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(cdi.join("scs-nvidia-vfio.json")).unwrap()).unwrap();
+    let names: Vec<&str> = spec["devices"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!((spec["kind"].as_str(), names), (Some("nvidia.com/gpu"), vec!["51", "52"]));
+
+    let namespace = "e2e-gpu-cdi";
+    plain_namespace(&client, namespace, json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.create(&PostParams::default(), &gpu_pod("gpu-cdi")).await.unwrap();
+    let uid = pod.uid().unwrap();
+    let (ids, response) = until("Allocate recorded for gpu-cdi", || async { allocation_of(&plugins, &uid) }).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = &ids[0];
+    // The kubelet kept both the device node and the CDI name of the same device.
+    assert!(response.contains(&format!("/dev/vfio/{id}")), "{response}");
+    assert!(response.contains(&format!("nvidia.com/gpu={id}")), "{response}");
+    let other = if id == "51" { "52" } else { "51" };
+    assert!(!response.contains(&format!("nvidia.com/gpu={other}")), "{response}");
+
+    // Rebound to the host driver: no longer VFIO's, so not the VM's either.
+    rebind(&sysfs, "0000:5c:00.0", "vfio-pci", "nvidia").unwrap();
+    allocatable("1").await;
+    rebind(&sysfs, "0000:5c:00.0", "nvidia", "vfio-pci").unwrap();
+    allocatable("2").await;
+    // A device taken out of the tree: its VFIO node goes.
+    std::fs::remove_file(dev.join("vfio/51")).unwrap();
+    allocatable("1").await;
+
+    stop.send(()).unwrap();
+    plugin.await.unwrap().unwrap();
     delete_namespace(&client, namespace).await;
 }
 

@@ -1,7 +1,8 @@
 //! The plugin's life with the kubelet: serve our socket, Register, and start over when the
 //! kubelet restarts (it recreates `kubelet.sock` and deletes plugin sockets) or our socket
 //! disappears. Sockets are polled rather than watched with inotify: one `stat` a second is
-//! cheap and works on every filesystem the device-plugins directory lives on.
+//! cheap and works on every filesystem the device-plugins directory lives on, and no inotify
+//! crate (such as `notify`) is in Cargo.lock to justify a new dependency for it.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

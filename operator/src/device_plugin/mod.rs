@@ -376,7 +376,9 @@ impl Describe {
 }
 
 /// Keeps the node's labels in step with the devices: written at start and again whenever the
-/// list (health) changes, retrying with a capped backoff; says once why not when there is no
+/// list (health) changes. UNFINISHED: the inventory itself is discovered once, at start; a device
+/// added later (hot-plug, a GPU newly bound to vfio-pci) is seen only after a restart. Findings
+/// are logged and annotated on the Node, not yet recorded as Events., retrying with a capped backoff; says once why not when there is no
 /// node name or API server.
 async fn label_node(
     node: Option<String>,
