@@ -93,6 +93,38 @@ enum Command {
         #[arg(long, value_name = "N")]
         to_revision: Option<i64>,
     },
+    /// Init container of pre-authorized pods: ask the authz-server for this pod's grants and wait
+    /// until they are in place.
+    Authorize {
+        /// URL of the authz-server.
+        #[arg(long, env = "SCS_AUTHZ_URL")]
+        url: String,
+        /// The pod's projected ServiceAccount token.
+        #[arg(long, env = "SCS_AUTHZ_TOKEN_FILE", default_value = "/var/run/secrets/scs.dev/authz/token")]
+        token_file: PathBuf,
+    },
+    /// Serve pre-authorization: grant pods their PermissionGroups before they start, revoke when
+    /// they go.
+    AuthzServer {
+        /// Operator configuration file (providers and token audience).
+        #[arg(long, value_name = "FILE", env = "SCS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to serve /v1/authorize, /healthz and /metrics on.
+        #[arg(long, default_value = "0.0.0.0:8443", env = "SCS_AUTHZ_ADDR")]
+        addr: std::net::SocketAddr,
+        /// Namespace of records, breakers and provider Secrets (the server's own).
+        #[arg(long, default_value = "scs-system", env = "POD_NAMESPACE")]
+        namespace: String,
+        /// Accept calls from any address (only when the server runs outside the pod network).
+        #[arg(long)]
+        no_peer_ip_check: bool,
+        /// Seconds between sweeps for grants of pods that are gone.
+        #[arg(long, default_value_t = 300)]
+        sweep_interval: u64,
+        /// Log format: `text` or `json`.
+        #[arg(long, default_value = "text", env = "SCS_LOG_FORMAT", value_parser = ["text", "json"])]
+        log_format: String,
+    },
     /// Run the GPU device plugin on a node (a DaemonSet): advertise NVIDIA GPUs or Kunlun XPUs to
     /// the kubelet, as host device nodes or as VFIO devices for Kata VMs.
     DevicePlugin(scs_operator::device_plugin::Args),
@@ -134,6 +166,47 @@ fn main() -> ExitCode {
             init_logging(&args.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(scs_operator::device_plugin::run(args, wait_for_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Authorize { url, token_file } => {
+            let claimed = scs_operator::authz::server::AuthorizeRequest {
+                namespace: std::env::var("POD_NAMESPACE").ok(),
+                name: std::env::var("POD_NAME").ok(),
+                uid: std::env::var("POD_UID").ok(),
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(scs_operator::authz::client::authorize(&url, &token_file, claimed)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::AuthzServer { config, addr, namespace, no_peer_ip_check, sweep_interval, log_format } => {
+            init_logging(&log_format);
+            let config = match load_config(config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let settings = scs_operator::authz::server::Settings {
+                address: addr,
+                namespace,
+                replica: std::env::var("POD_NAME").unwrap_or_else(|_| format!("scs-authz-{}", std::process::id())),
+                check_peer_ip: !no_peer_ip_check,
+                sweep_interval: std::time::Duration::from_secs(sweep_interval.max(10)),
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let result = runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                scs_operator::authz::server::run(client, config, settings, wait_for_signal()).await
+            });
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

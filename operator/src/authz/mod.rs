@@ -5,13 +5,19 @@
 //! - [`breaker`]: the circuit breaker per PermissionGroup (3 consecutive failures → open).
 //! - [`backoff`]: the per-pod exponential backoff with jitter.
 //! - [`init`]: the init container the SecureWorkload builder puts first in the pod.
+//! - [`engine`]: the server's core (grant steps, revocation), with a store trait.
+//! - [`identity`]: who is calling, from a TokenReview and the live pod.
+//! - [`server`]: `scs-operator authz-server` (HTTP endpoint, revocation controller, sweep).
+//! - [`client`]: `scs-operator authorize`, the init container's loop.
 
 pub mod backoff;
 pub mod breaker;
+pub mod client;
 pub mod engine;
 pub mod identity;
 pub mod init;
 pub mod provider;
+pub mod server;
 
 /// Finalizer on pods that carry the authorize init container: their grants are revoked before
 /// the pod object goes.
