@@ -83,6 +83,8 @@ pub struct PreAuthorizationConfig {
     pub image: String,
     /// URL of the authorization server as pods reach it (its Service).
     pub server_url: String,
+    /// Namespace of the authorization server: tenant NetworkPolicies let pods reach it there.
+    pub server_namespace: String,
     /// Audience of the projected ServiceAccount token the init container presents; the server
     /// accepts no other, so the token is useless to any other service.
     pub token_audience: String,
@@ -90,11 +92,21 @@ pub struct PreAuthorizationConfig {
     pub token_expiration_seconds: i64,
 }
 
+impl PreAuthorizationConfig {
+    /// The server's port, from its URL (the scheme's default when the URL names none).
+    pub fn server_port(&self) -> i32 {
+        let uri = self.server_url.parse::<http::Uri>().ok();
+        let https = self.server_url.starts_with("https://");
+        uri.and_then(|u| u.port_u16()).map_or(if https { 443 } else { 80 }, i32::from)
+    }
+}
+
 impl Default for PreAuthorizationConfig {
     fn default() -> Self {
         Self {
             image: "scs-operator:0.1.0".into(),
             server_url: "http://scs-authz.scs-system.svc:8443".into(),
+            server_namespace: "scs-system".into(),
             token_audience: "scs-authz".into(),
             token_expiration_seconds: 600,
         }

@@ -294,6 +294,56 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     assert_eq!(bind.resources.as_deref(), Some(&["clusterroles".to_string()][..]));
 }
 
+/// `(group, resource, verb)` of rules (any kind of role).
+fn rules_of(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in rules {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
+                }
+            }
+        }
+    }
+    granted
+}
+
+fn expand(grants: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, String)> {
+    grants
+        .iter()
+        .flat_map(|(g, r, verbs)| verbs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string())))
+        .collect()
+}
+
+#[test]
+fn authz_server_roles_grant_exactly_what_the_code_uses() {
+    use k8s_openapi::api::rbac::v1::Role;
+    use scs_operator::authz::server::{CLUSTER_GRANTS, NAMESPACE_GRANTS};
+    let path = root().join("manifests/base/authz-server.yaml");
+    let documents = documents(&path);
+    let cluster: ClusterRole = typed(documents.iter().find(|d| d["kind"] == "ClusterRole").unwrap(), &path);
+    let role: Role = typed(documents.iter().find(|d| d["kind"] == "Role").unwrap(), &path);
+    assert_eq!(rules_of(cluster.rules.as_deref().unwrap_or_default()), expand(CLUSTER_GRANTS));
+    assert_eq!(rules_of(role.rules.as_deref().unwrap_or_default()), expand(NAMESPACE_GRANTS));
+    assert_eq!(role.metadata.namespace.as_deref(), Some("scs-system"));
+    for rule in cluster.rules.iter().flatten().chain(role.rules.iter().flatten()) {
+        assert!(rule.resource_names.is_none() || rule.verbs != ["get"], "{rule:?}");
+        assert!(!rule.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "bind" || v == "impersonate"));
+    }
+    // Nothing in tenant namespaces but reading pods, workloads and groups and marking pods: no
+    // Secrets, no writes to PermissionGroups or SecureWorkloads.
+    let everywhere = rules_of(cluster.rules.as_deref().unwrap_or_default());
+    assert!(!everywhere.iter().any(|(_, r, _)| r == "secrets" || r == "configmaps"));
+    let deployment: Deployment = typed(documents.iter().find(|d| d["kind"] == "Deployment").unwrap(), &path);
+    let labels = deployment.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        labels["app.kubernetes.io/name"],
+        scs_operator::authz::SERVER_APP,
+        "the tenant NetworkPolicy selects this"
+    );
+}
+
 #[test]
 fn cloud_admins_are_bound_statically_and_never_to_a_system_group() {
     let path = root().join("manifests/base/cloud-admin-binding.yaml");

@@ -24,5 +24,7 @@ pub mod server;
 pub const FINALIZER: &str = "scs.dev/permission-protection";
 /// Name of the init container; the authz-server only serves pods that carry it, first.
 pub const INIT_CONTAINER: &str = "scs-authorize";
+/// `app.kubernetes.io/name` of the authz-server's pods (the tenant NetworkPolicy allows them).
+pub const SERVER_APP: &str = "scs-authz-server";
 /// Pod annotation with the progress of the pod's grants (JSON), written by the authz-server.
 pub const GRANTS_ANNOTATION: &str = "scs.dev/authz-grants";

@@ -42,6 +42,20 @@ pub const RECORD_LABEL: &str = "scs.dev/authz-record";
 /// Label on every ConfigMap the server writes (its RBAC is scoped to its namespace).
 const RECORD_KEY: &str = "record";
 
+/// `(group, resource, verbs)` the server uses cluster-wide; `manifests/base/authz-server.yaml`
+/// grants exactly these (operator/tests/manifests.rs).
+pub const CLUSTER_GRANTS: &[(&str, &str, &[&str])] = &[
+    ("authentication.k8s.io", "tokenreviews", &["create"]),
+    ("", "pods", &["get", "list", "watch", "patch"]),
+    ("", "namespaces", &["get"]),
+    ("scs.dev", "secureworkloads", &["get"]),
+    ("scs.dev", "permissiongroups", &["get"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+/// What it uses in its own namespace.
+pub const NAMESPACE_GRANTS: &[(&str, &str, &[&str])] =
+    &[("", "configmaps", &["get", "list", "create", "update", "delete"]), ("", "secrets", &["get"])];
+
 /// Settings of one server process.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -25,6 +25,8 @@ use crate::config::OperatorConfig;
 pub const DEFAULT_DENY: &str = "scs-default-deny";
 pub const ALLOW_SAME_TENANT: &str = "scs-allow-same-tenant";
 pub const ALLOW_DNS: &str = "scs-allow-dns";
+/// Egress to the pre-authorization server, only while providers are configured.
+pub const ALLOW_AUTHZ: &str = "scs-allow-authz";
 pub const ALLOW_EXTERNAL: &str = "scs-allow-external";
 pub const ALLOW_PLATFORM: &str = "scs-allow-platform";
 
@@ -135,6 +137,39 @@ pub fn network_policies(tenant: &Tenant, config: &OperatorConfig) -> Vec<Network
                 ..Default::default()
             },
         ));
+        if !config.authorization_providers.is_empty() {
+            // The authorize init container must reach the authz-server (it authenticates callers).
+            let pre = &config.pre_authorization;
+            let server = NetworkPolicyPeer {
+                namespace_selector: Some(selector(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    pre.server_namespace.clone(),
+                )]))),
+                pod_selector: Some(selector(BTreeMap::from([(
+                    "app.kubernetes.io/name".to_string(),
+                    crate::authz::SERVER_APP.to_string(),
+                )]))),
+                ip_block: None,
+            };
+            policies.push(policy(
+                ALLOW_AUTHZ,
+                &namespace,
+                &name,
+                NetworkPolicySpec {
+                    pod_selector: Some(all_pods()),
+                    policy_types: Some(vec!["Egress".into()]),
+                    egress: Some(vec![NetworkPolicyEgressRule {
+                        to: Some(vec![server]),
+                        ports: Some(vec![NetworkPolicyPort {
+                            protocol: Some("TCP".into()),
+                            port: Some(IntOrString::Int(pre.server_port())),
+                            end_port: None,
+                        }]),
+                    }]),
+                    ..Default::default()
+                },
+            ));
+        }
         if !isolation.allow_from_namespaces.is_empty() {
             let platform = NetworkPolicyPeer {
                 namespace_selector: Some(LabelSelector {
@@ -285,6 +320,31 @@ mod tests {
         let requirement = &selector.unwrap().match_expressions.unwrap()[0];
         assert_eq!(requirement.key, "kubernetes.io/metadata.name");
         assert_eq!(requirement.values.as_deref(), Some(&["ingress-nginx".to_string(), "monitoring".to_string()][..]));
+    }
+
+    #[test]
+    fn tenant_pods_may_reach_the_authz_server_only_while_providers_exist() {
+        let mut config = OperatorConfig::default();
+        let policies = network_policies(&tenant(true), &config);
+        assert!(policies.iter().all(|p| p.metadata.name.as_deref() != Some(ALLOW_AUTHZ)));
+        config.authorization_providers.insert(
+            "cmdb".into(),
+            serde_yaml::from_str("endpoint: https://perm.example.com\ncredentialsSecret: cmdb\n").unwrap(),
+        );
+        let policies = network_policies(&tenant(true), &config);
+        let authz = by_name(&policies, "acme-prod", ALLOW_AUTHZ);
+        assert_eq!(authz.policy_types.as_deref(), Some(&["Egress".to_string()][..]));
+        let rule = &authz.egress.as_ref().unwrap()[0];
+        let peer = &rule.to.as_ref().unwrap()[0];
+        assert_eq!(
+            peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+            "scs-system"
+        );
+        assert_eq!(
+            peer.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/name"],
+            "scs-authz-server"
+        );
+        assert_eq!(rule.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8443)));
     }
 
     #[test]
