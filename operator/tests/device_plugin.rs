@@ -110,6 +110,7 @@ impl Node {
             format!("--dev-root={}", self.dev.display()),
             format!("--cdi-dir={}", self.cdi.display()),
             "--health-interval=0.05".to_string(),
+            "--rescan-interval=0.05".to_string(),
             "--socket-check-interval=0.05".to_string(),
         ];
         argv.extend(extra.iter().map(|s| s.to_string()));
@@ -234,6 +235,27 @@ async fn vfio_plugin_registers_lists_allocates_and_streams_health_changes() {
     assert!(unhealthy.message().contains("42"), "{}", unhealthy.message());
     fs::write(node.dev.join("vfio/42"), "").unwrap();
     assert_eq!(next_list(&mut stream).await, healthy(&["41", "42", "77"]));
+
+    // A GPU bound to vfio-pci later is found by the next scan: listed, described in the CDI
+    // spec, allocatable by its CDI name.
+    node.vfio_gpu("0000:3d:00.0", "pci0000:3a", 0x1eb8, 43, 0);
+    // (A scan may catch the fake tree half-written: lists until the complete one.)
+    let expected = healthy(&["41", "42", "43", "77"]);
+    tokio::time::timeout(WAIT, async {
+        while next_list(&mut stream).await != expected {}
+    })
+    .await
+    .expect("the new GPU is listed healthy");
+    tokio::time::timeout(WAIT, async {
+        while !fs::read_to_string(&spec_path).unwrap().contains("/dev/vfio/43") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the CDI spec describes the new GPU");
+    let allocated = client.allocate(allocate_request(&["43"])).await.unwrap().into_inner();
+    let cdi: Vec<_> = allocated.container_responses[0].cdi_devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(cdi, ["nvidia.com/gpu=43"]);
 
     // SIGTERM: the stream ends, the plugin stops and removes its socket.
     stop.send(()).unwrap();

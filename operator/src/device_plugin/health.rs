@@ -1,6 +1,8 @@
 //! Device health: files that must exist (device nodes, sysfs entries) are checked on an
 //! interval, and vendor events (NVML XID errors) mark a device unhealthy until the plugin
-//! restarts. Every change is published, so ListAndWatch pushes it to the kubelet.
+//! restarts. The inventory is rescanned on a longer interval, so devices added or gone are
+//! followed too. Every change is published, so ListAndWatch, the CDI spec and the node labels
+//! follow it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -48,16 +50,38 @@ pub fn refresh(devices: &mut [Device], failures: &BTreeMap<String, String>) -> b
     changed
 }
 
-/// Runs until `stop` turns true.
+/// A scan of the node's devices (policy applied); `None` keeps the current list.
+pub type Rescan = Box<dyn FnMut() -> Option<Vec<Device>> + Send>;
+
+/// Replaces `current` with a rescan's `found` when the inventory differs (IDs or facts, health
+/// aside); returns whether it did. Health is recomputed by the next [`refresh`].
+pub fn merge_inventory(current: &mut Vec<Device>, found: Vec<Device>) -> bool {
+    let facts = |d: &Device| Device { health: Health::Healthy, ..d.clone() };
+    if current.len() == found.len() && current.iter().zip(&found).all(|(a, b)| facts(a) == facts(b)) {
+        return false;
+    }
+    let ids = |list: &[Device]| list.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    tracing::info!(before = ?ids(current), now = ?ids(&found), "device inventory changed");
+    *current = found;
+    true
+}
+
+/// Runs until `stop` turns true; with `rescan`, also scans the inventory every given interval.
 pub async fn watch_health(
     devices: watch::Sender<Vec<Device>>,
     mut failures_rx: mpsc::UnboundedReceiver<DeviceFailure>,
     interval: Duration,
+    rescan: Option<(Duration, Rescan)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures = BTreeMap::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (rescan_every, mut scan) = match rescan {
+        Some((every, scan)) => (every, Some(scan)),
+        None => (Duration::MAX, None),
+    };
+    let mut last_scan = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -66,7 +90,17 @@ pub async fn watch_health(
                 failures.insert(failure.id, failure.reason);
             }
         }
-        devices.send_if_modified(|devices| refresh(devices, &failures));
+        let found = match scan.as_mut() {
+            Some(scan) if last_scan.elapsed() >= rescan_every => {
+                last_scan = tokio::time::Instant::now();
+                scan()
+            }
+            _ => None,
+        };
+        devices.send_if_modified(|devices| {
+            let replaced = found.is_some_and(|found| merge_inventory(devices, found));
+            refresh(devices, &failures) | replaced
+        });
     }
 }
 
@@ -97,5 +131,18 @@ mod tests {
         failures.insert("xpu0".to_string(), "XID 79".to_string());
         assert!(refresh(&mut devices, &failures));
         assert_eq!(devices[0].health, Health::Unhealthy, "failures are sticky");
+    }
+
+    #[test]
+    fn a_rescan_replaces_the_inventory_only_when_it_differs() {
+        let xpu = |id: &str, index| test_device(id, "Kunlun R200-8F", Access::KunlunContainer { index });
+        let mut devices = vec![Device { health: Health::Unhealthy, ..xpu("xpu0", 0) }];
+        // The same devices: health is not the scan's business.
+        assert!(!merge_inventory(&mut devices, vec![xpu("xpu0", 0)]));
+        assert_eq!(devices[0].health, Health::Unhealthy);
+        assert!(merge_inventory(&mut devices, vec![xpu("xpu0", 0), xpu("xpu1", 1)]));
+        assert_eq!(devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["xpu0", "xpu1"]);
+        assert!(merge_inventory(&mut devices, vec![xpu("xpu1", 1)]));
+        assert_eq!(devices.len(), 1);
     }
 }

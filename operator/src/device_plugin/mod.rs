@@ -78,6 +78,9 @@ pub struct Args {
     /// Seconds between checks of device nodes and sysfs entries.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     pub health_interval: f64,
+    /// Seconds between scans for devices added or gone (0: discover once, at start).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub rescan_interval: f64,
     /// Seconds between checks of kubelet.sock and our socket.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     pub socket_check_interval: f64,
@@ -151,6 +154,42 @@ pub struct Discovery {
     pub nvml: Option<Arc<nvml_wrapper::Nvml>>,
 }
 
+/// The devices of the vendor and mode on the node, before any policy, with notes on what was
+/// found but cannot be used. NVIDIA container mode needs `nvml`.
+fn scan(
+    args: &Args,
+    host: &HostPaths,
+    nvml: Option<&nvml_wrapper::Nvml>,
+) -> Result<(Vec<Device>, Vec<String>), String> {
+    match (args.vendor, args.mode, nvml) {
+        (Vendor::Nvidia, Mode::Container, Some(nvml)) => nvml::discover(nvml, host)
+            .map(|devices| (devices, vec![]))
+            .map_err(|e| format!("NVML discovery failed: {e}")),
+        (Vendor::Nvidia, Mode::Container, None) => Err("NVML is not loaded".into()),
+        (vendor, Mode::Vfio, _) => sysfs::discover_vfio(host, vendor).map_err(|e| format!("scanning PCI devices: {e}")),
+        (Vendor::Kunlun, Mode::Container, _) => {
+            sysfs::discover_kunlun(host).map_err(|e| format!("scanning Kunlun devices: {e}"))
+        }
+    }
+}
+
+/// What a later scan would advertise (the model policy applied; nothing while the driver check
+/// withholds devices, which is decided once, at start). `None` when the scan fails: the caller
+/// keeps what it has.
+fn rescan(args: &Args, nvml: Option<&nvml_wrapper::Nvml>, withheld: bool) -> Option<Vec<Device>> {
+    if withheld {
+        return Some(vec![]);
+    }
+    let policy = ModelPolicy::new(args.allow_any_model, args.allow_models.as_deref());
+    match scan(args, &args.host(), nvml) {
+        Ok((devices, _)) => Some(devices.into_iter().filter(|d| policy.allows(d)).collect()),
+        Err(message) => {
+            tracing::warn!("rescanning devices failed: {message}; keeping the current list");
+            None
+        }
+    }
+}
+
 /// Finds the node's devices for the vendor and mode and applies the model policy.
 pub fn discover(args: &Args) -> Discovery {
     let host = args.host();
@@ -167,25 +206,18 @@ pub fn discover(args: &Args) -> Discovery {
         (Vendor::Nvidia, Mode::Container) => match nvml::init() {
             Ok(nvml) => {
                 discovery.driver_version = nvml.sys_driver_version().ok();
-                let found = nvml::discover(&nvml, &host).map_err(|e| format!("NVML discovery failed: {e}"));
+                let found = scan(args, &host, Some(&nvml));
                 discovery.nvml = Some(nvml);
                 found
             }
             Err(message) => Err(message),
         },
-        (vendor, Mode::Vfio) => sysfs::discover_vfio(&host, vendor)
-            .map(|(devices, notes)| {
-                discovery.notes.extend(notes);
-                devices
-            })
-            .map_err(|e| format!("scanning PCI devices: {e}")),
-        (Vendor::Kunlun, Mode::Container) => sysfs::discover_kunlun(&host)
-            .map(|(devices, notes)| {
-                discovery.notes.extend(notes);
-                devices
-            })
-            .map_err(|e| format!("scanning Kunlun devices: {e}")),
-    };
+        _ => scan(args, &host, None),
+    }
+    .map(|(devices, notes)| {
+        discovery.notes.extend(notes);
+        devices
+    });
     let policy = ModelPolicy::new(args.allow_any_model, args.allow_models.as_deref());
     match found {
         Err(message) => discovery.init_error = Some(message),
@@ -276,10 +308,21 @@ pub async fn run_with_client(
             }
         })
     });
+    // Inventory changes (a GPU bound to vfio-pci or hot-plugged later, one that left) are found
+    // by scanning again; health in between.
+    // Without NVML there is nothing to rescan with in NVIDIA container mode.
+    let can_rescan = discovery.nvml.is_some() || (args.vendor, args.mode) != (Vendor::Nvidia, Mode::Container);
+    let rescanner = (args.rescan_interval > 0.0 && can_rescan).then(|| {
+        let (args, nvml, withheld) = (args.clone(), discovery.nvml.clone(), discovery.withheld.is_some());
+        let every = Duration::from_secs_f64(args.rescan_interval);
+        let scan: health::Rescan = Box::new(move || rescan(&args, nvml.as_deref(), withheld));
+        (every, scan)
+    });
     let health = tokio::spawn(health::watch_health(
         devices_tx,
         failures_rx,
         Duration::from_secs_f64(args.health_interval),
+        rescanner,
         stop_rx.clone(),
     ));
 
@@ -376,9 +419,9 @@ impl Describe {
 }
 
 /// Keeps the node's labels in step with the devices: written at start and again whenever the
-/// list (health) changes. UNFINISHED: the inventory itself is discovered once, at start; a device
-/// added later (hot-plug, a GPU newly bound to vfio-pci) is seen only after a restart. Findings
-/// are logged and annotated on the Node, not yet recorded as Events., retrying with a capped backoff; says once why not when there is no
+/// list changes (health, or a rescan finding devices added or gone). UNFINISHED: the
+/// not-advertised findings are those of the first scan (later scans do not update the
+/// annotation), and they are logged and annotated on the Node, not yet recorded as Events., retrying with a capped backoff; says once why not when there is no
 /// node name or API server.
 async fn label_node(
     node: Option<String>,
