@@ -172,7 +172,8 @@ fn every_policy_is_bound_fails_closed_and_denies() {
             "scs-tenant-ingresses",
             "scs-tenant-claims",
             "scs-operator-namespaced",
-            "scs-operator-cluster"
+            "scs-operator-cluster",
+            "scs-tenant-pod-grants"
         ]
     );
     for (policy, binding) in policies {
@@ -214,4 +215,46 @@ fn the_pod_rules_that_read_no_map_keys_hold_offline() {
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert!(denied[0].starts_with("tolerations in tenant namespaces must name a taint key"), "{denied:?}");
     }
+}
+
+#[test]
+fn only_the_authz_server_releases_the_permission_finalizer() {
+    use kube::core::cel::AdmissionRequest;
+    let (policy, _) =
+        policies().into_iter().find(|(p, _)| p.metadata.name.as_deref() == Some("scs-tenant-pod-grants")).unwrap();
+    let expressions: Vec<VapExpression> = policy
+        .spec
+        .unwrap()
+        .validations
+        .unwrap()
+        .into_iter()
+        .map(|v| serde_json::from_value(json!({"expression": v.expression, "message": v.message})).unwrap())
+        .collect();
+    let with = |finalizers: &[&str]| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "acme-prod", "finalizers": finalizers}});
+    let allowed = |user: &str, groups: &[&str], old: Value, new: Value| {
+        let request = AdmissionRequest {
+            operation: "UPDATE".into(),
+            username: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        };
+        let evaluator = VapEvaluator::builder().object(new).old_object(old).request(request).build();
+        evaluator.evaluate(&expressions).iter().all(|r| r.passed)
+    };
+    let protected = with(&["scs.dev/permission-protection", "example.com/other"]);
+    let stripped = with(&["example.com/other"]);
+    let member = "alice@example.com";
+    assert!(!allowed(member, &["system:authenticated"], protected.clone(), stripped.clone()), "a tenant strips it");
+    assert!(!allowed(
+        member,
+        &[],
+        protected.clone(),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}})
+    ));
+    assert!(allowed("system:serviceaccount:scs-system:scs-authz-server", &[], protected.clone(), stripped.clone()));
+    assert!(allowed("admin", &["system:masters"], protected.clone(), stripped.clone()));
+    // Everything else about the pod stays the tenant's: other finalizers, labels.
+    assert!(allowed(member, &[], protected.clone(), with(&["scs.dev/permission-protection"])));
+    assert!(allowed(member, &[], stripped.clone(), with(&[])));
+    assert!(allowed(member, &[], json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), with(&[])));
 }

@@ -80,6 +80,8 @@ const WORKLOAD_ABILITIES: &[(&str, &str, &str)] = &[
     ("get", "scs.dev", "secureworkloads/scale"),
     ("update", "scs.dev", "secureworkloads/scale"),
     ("patch", "scs.dev", "secureworkloads/scale"),
+    ("create", "scs.dev", "permissiongroups"),
+    ("patch", "scs.dev", "permissiongroups"),
     ("get", "", "resourcequotas"),
     ("list", "", "endpoints"),
     ("list", "discovery.k8s.io", "endpointslices"),
@@ -102,6 +104,9 @@ const FORBIDDEN_TO_TENANTS: &[(&str, &str, &str)] = &[
     ("create", "apiextensions.k8s.io", "customresourcedefinitions"),
     ("create", "node.k8s.io", "runtimeclasses"),
     ("update", "scs.dev", "secureworkloads/status"),
+    // The breaker and progress the authz-server reports.
+    ("update", "scs.dev", "permissiongroups/status"),
+    ("patch", "scs.dev", "permissiongroups/status"),
     ("create", "k8s.cni.cncf.io", "network-attachment-definitions"),
     // Hand-written endpoints could aim a Service at another tenant's pods or the node.
     ("create", "", "endpoints"),
