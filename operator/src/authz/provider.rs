@@ -8,7 +8,7 @@
 //! - `DELETE {endpoint}/grants/{id}` → 2xx or 404 (already gone): revocation is idempotent.
 //!
 //! Every request carries `Authorization: Bearer <token from the provider's Secret>` and
-//! `Idempotency-Key: <pod uid>/<group>/<permission>`, so a request repeated after a lost answer
+//! `Idempotency-Key: <pod uid>/<namespace>/<group>/<permission>`, so a request repeated after a lost answer
 //! does not create a second grant.
 
 use std::collections::BTreeMap;
