@@ -305,6 +305,10 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         assert_eq!((asked["pod"]["tenant"].as_str(), asked["pod"]["workload"].as_str()), (Some(NS), Some("web")));
         assert_eq!(asked["permissionGroup"], format!("{NS}/orders"));
     }
+    // The breaker, mirrored into the group's status by the server.
+    let groups: Api<scs_operator::api::PermissionGroup> = Api::namespaced(client.clone(), NS);
+    let status = groups.get("orders").await.unwrap().status.unwrap_or_default();
+    assert_eq!((status.breaker.as_deref(), status.consecutive_failures), (Some("Closed"), Some(0)));
     let live = pods.get(&pod_name).await.unwrap();
     assert!(live.finalizers().iter().any(|f| f == FINALIZER), "{:?}", live.finalizers());
     assert_eq!(live.annotations().get(scs_operator::authz::GRANTS_ANNOTATION).map(String::as_str), Some("granted"));

@@ -50,6 +50,7 @@ pub const CLUSTER_GRANTS: &[(&str, &str, &[&str])] = &[
     ("", "namespaces", &["get"]),
     ("scs.dev", "secureworkloads", &["get"]),
     ("scs.dev", "permissiongroups", &["get"]),
+    ("scs.dev", "permissiongroups/status", &["patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 /// What it uses in its own namespace.
@@ -454,6 +455,9 @@ impl Server {
         }
         let mut notes = Vec::new();
         let answer = self.engine.authorize(&identity, &groups, &mut notes).await.map_err(Refusal::Internal)?;
+        for name in &names {
+            self.publish_breaker(&groups_api, &namespace, name).await;
+        }
         for note in notes {
             self.event(&pod, &note).await;
         }
@@ -469,6 +473,28 @@ impl Server {
             }
         }
         Ok(answer)
+    }
+
+    /// Mirrors the group's breaker (kept in scs-system) into its status, when it differs.
+    async fn publish_breaker(&self, groups: &Api<PermissionGroup>, namespace: &str, name: &str) {
+        let Ok(breaker) = self.engine.store.get_breaker(&Breaker::key(namespace, name)).await else { return };
+        let Ok(Some(group)) = groups.get_opt(name).await else { return };
+        let status = group.status.unwrap_or_default();
+        let failures = i32::try_from(breaker.failures).unwrap_or(i32::MAX);
+        if status.breaker.as_deref() == Some(breaker.state())
+            && status.consecutive_failures == Some(failures)
+            && status.last_failure == breaker.last_failure
+        {
+            return;
+        }
+        let patch = json!({"status": {
+            "breaker": breaker.state(),
+            "consecutiveFailures": failures,
+            "lastFailure": breaker.last_failure,
+        }});
+        if let Err(error) = groups.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            warn!(%error, group = name, "could not write the PermissionGroup status");
+        }
     }
 
     async fn event(&self, pod: &Pod, note: &Note) {
