@@ -309,6 +309,12 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     let groups: Api<scs_operator::api::PermissionGroup> = Api::namespaced(client.clone(), NS);
     let status = groups.get("orders").await.unwrap().status.unwrap_or_default();
     assert_eq!((status.breaker.as_deref(), status.consecutive_failures), (Some("Closed"), Some(0)));
+    // A member resets the group's breaker (`kubectl scs authz reset pg/orders`).
+    let reset =
+        scs_operator::authz::reset::reset(impersonating(MEMBER).await, "pg/orders", Some(NS.into()), "e2e-1".into());
+    reset.await.unwrap();
+    let annotations = groups.get("orders").await.unwrap().metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations.get(scs_operator::api::AUTHZ_RESET_ANNOTATION).map(String::as_str), Some("e2e-1"));
     let live = pods.get(&pod_name).await.unwrap();
     assert!(live.finalizers().iter().any(|f| f == FINALIZER), "{:?}", live.finalizers());
     assert_eq!(live.annotations().get(scs_operator::authz::GRANTS_ANNOTATION).map(String::as_str), Some("granted"));

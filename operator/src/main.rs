@@ -103,6 +103,11 @@ enum Command {
         #[arg(long, env = "SCS_AUTHZ_TOKEN_FILE", default_value = "/var/run/secrets/scs.dev/authz/token")]
         token_file: PathBuf,
     },
+    /// Pod pre-authorization: `authz reset pg/NAME` closes a PermissionGroup's circuit breaker.
+    Authz {
+        #[command(subcommand)]
+        action: AuthzAction,
+    },
     /// Serve pre-authorization: grant pods their PermissionGroups before they start, revoke when
     /// they go.
     AuthzServer {
@@ -128,6 +133,19 @@ enum Command {
     /// Run the GPU device plugin on a node (a DaemonSet): advertise NVIDIA GPUs or Kunlun XPUs to
     /// the kubelet, as host device nodes or as VFIO devices for Kata VMs.
     DevicePlugin(scs_operator::device_plugin::Args),
+}
+
+#[derive(Subcommand)]
+enum AuthzAction {
+    /// Let a PermissionGroup's providers be asked again after its breaker opened (sets the
+    /// `scs.dev/authz-reset` annotation to the current time).
+    Reset {
+        /// `pg/NAME`.
+        target: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
 }
 
 /// Parses the command line; installed as `kubectl-scs` the binary is a kubectl plugin and names
@@ -214,6 +232,10 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Authz { action: AuthzAction::Reset { target, namespace } } => day2(|client| async move {
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            Ok(scs_operator::authz::reset::reset(client, &target, namespace, now).await?)
+        }),
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Render { paths, recursive, config } => run_render(&paths, recursive, config),
         Command::Status { target, namespace } => {

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod identity;
 pub mod init;
 pub mod provider;
+pub mod reset;
 pub mod server;
 
 /// Finalizer on pods that carry the authorize init container: their grants are revoked before
