@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use scs_operator::builders::rbac::BOUND_CLUSTER_ROLES;
@@ -80,6 +81,8 @@ fn every_manifest_is_a_well_formed_object() {
                 "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(&document, &path)),
                 "Kustomization" | "Component" => assert_eq!(name, "kustomization.yaml", "{}", path.display()),
                 "Service" => drop(typed::<k8s_openapi::api::core::v1::Service>(&document, &path)),
+                "FlowSchema" => drop(typed::<FlowSchema>(&document, &path)),
+                "PriorityLevelConfiguration" => drop(typed::<PriorityLevelConfiguration>(&document, &path)),
                 // The Prometheus Operator's types: checked against our metrics below.
                 "ServiceMonitor" | "PrometheusRule" => {
                     assert_eq!(document["apiVersion"], "monitoring.coreos.com/v1", "{}", path.display())
@@ -111,6 +114,11 @@ fn kustomizations_reference_what_exists() {
             let target = dir.join(resource.as_str().unwrap());
             let is_kustomization = ["kustomization.yaml", "Kustomization"].iter().any(|f| target.join(f).exists());
             assert!(target.is_file() || is_kustomization, "{}: {} does not exist", path.display(), target.display());
+        }
+        for component in document["components"].as_array().into_iter().flatten() {
+            let target = dir.join(component.as_str().unwrap()).join("kustomization.yaml");
+            assert!(target.is_file(), "{}: component {} does not exist", path.display(), target.display());
+            assert_eq!(documents(&target)[0]["kind"], "Component", "{}", target.display());
         }
         for patch in document["patches"].as_array().into_iter().flatten() {
             if let Some(file) = patch["path"].as_str() {
@@ -413,4 +421,87 @@ fn alerts_and_dashboard_use_metrics_the_operator_exports() {
             assert!(exported.contains(&name), "{what} uses {name}, which the operator does not export: {exported:?}");
         }
     }
+}
+
+/// The built-in FlowSchemas the operator's must sit between (their `matchingPrecedence` on
+/// Kubernetes v1.36): the last system one, and the one that takes every other ServiceAccount.
+const KUBE_SYSTEM_SERVICE_ACCOUNTS_PRECEDENCE: i32 = 900;
+const SERVICE_ACCOUNTS_PRECEDENCE: i32 = 9000;
+
+#[test]
+fn the_apf_component_gives_every_control_plane_service_account_its_own_level() {
+    let dir = root().join("manifests/components/apf");
+    let mut schemas = Vec::new();
+    let mut levels = Vec::new();
+    for path in yaml_files(&dir).into_iter().filter(|p| !p.ends_with("kustomization.yaml")) {
+        for document in documents(&path) {
+            match document["kind"].as_str() {
+                Some("FlowSchema") => schemas.push(typed::<FlowSchema>(&document, &path)),
+                Some("PriorityLevelConfiguration") => {
+                    levels.push(typed::<PriorityLevelConfiguration>(&document, &path))
+                }
+                other => panic!("{}: unexpected kind {other:?}", path.display()),
+            }
+        }
+    }
+    assert_eq!((schemas.len(), levels.len()), (1, 1), "one FlowSchema and its level");
+    let (schema, level) = (schemas[0].spec.clone().unwrap(), levels[0].clone());
+    assert_eq!(Some(&schema.priority_level_configuration.name), level.metadata.name.as_ref());
+
+    // Limited (never exempt), queuing, with a bounded share.
+    let spec = level.spec.unwrap();
+    assert_eq!(spec.type_, "Limited");
+    let limited = spec.limited.unwrap();
+    assert!(limited.nominal_concurrency_shares.is_some_and(|n| n > 0));
+    assert!(limited.lendable_percent.is_some_and(|p| (0..=100).contains(&p)));
+    assert!(limited.borrowing_limit_percent.is_some(), "a resync may not borrow without bound");
+    let response = limited.limit_response.unwrap();
+    assert_eq!(response.type_, "Queue");
+    let queuing = response.queuing.unwrap();
+    assert!(queuing.hand_size.unwrap() <= queuing.queues.unwrap());
+
+    // Wins over service-accounts (workload-low), never over the system schemas.
+    let precedence = schema.matching_precedence.unwrap();
+    assert!(
+        KUBE_SYSTEM_SERVICE_ACCOUNTS_PRECEDENCE < precedence && precedence < SERVICE_ACCOUNTS_PRECEDENCE,
+        "matchingPrecedence {precedence}"
+    );
+    assert_eq!(schema.distinguisher_method.unwrap().type_, "ByUser");
+
+    // The ServiceAccounts the base's Deployments run as (ours only), everything they request.
+    let mut wanted = BTreeSet::new();
+    for path in yaml_files(&root().join("manifests/base")) {
+        for document in documents(&path).into_iter().filter(|d| d["kind"] == "Deployment") {
+            let deployment: Deployment = typed(&document, &path);
+            let namespace = deployment.metadata.namespace.clone().unwrap();
+            let account = deployment.spec.unwrap().template.spec.unwrap().service_account_name.unwrap();
+            wanted.insert((namespace, account));
+        }
+    }
+    assert!(wanted.contains(&("scs-system".to_string(), "scs-operator".to_string())), "{wanted:?}");
+    let mut subjects = BTreeSet::new();
+    for rule in schema.rules.unwrap() {
+        for subject in rule.subjects {
+            assert_eq!(subject.kind, "ServiceAccount", "only our ServiceAccounts, no users or groups");
+            let account = subject.service_account.unwrap();
+            assert_ne!(account.name, "*", "not every ServiceAccount of the namespace");
+            subjects.insert((account.namespace, account.name));
+        }
+        let resources = rule.resource_rules.unwrap();
+        assert!(
+            resources
+                .iter()
+                .any(|r| r.cluster_scope == Some(true) && r.namespaces.as_deref() == Some(&["*".to_string()][..]))
+        );
+        assert!(rule.non_resource_rules.is_some_and(|r| !r.is_empty()), "discovery too");
+    }
+    // (Every base Deployment's; the authz-server's may be listed before its Deployment lands.)
+    assert!(wanted.is_subset(&subjects), "every base Deployment's ServiceAccount: {wanted:?}, listed {subjects:?}");
+    assert!(subjects.iter().all(|(namespace, _)| namespace == "scs-system"), "{subjects:?}");
+
+    // Optional: the kind overlay (the cluster suite) uses it, the base and production do not.
+    let components =
+        |overlay: &str| documents(&root().join(overlay).join("kustomization.yaml"))[0]["components"].clone();
+    assert_eq!(components("manifests/overlays/kind"), serde_json::json!(["../../components/apf"]));
+    assert!(components("manifests/base").is_null() && components("manifests/overlays/production").is_null());
 }
