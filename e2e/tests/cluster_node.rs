@@ -159,8 +159,9 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
 /// VFIO mode over a fake sysfs/dev tree with two certified T4s. The Node shows 2 allocatable and
 /// `scs.dev/gpu-certified=true`; a pod's recorded Allocate names its device by CDI name (and the
 /// spec file describes both); a GPU rebound to its host driver, and one whose VFIO node goes, each
-/// drop allocatable to 1 and the labelled count with it. (localkube's containerd 1.6 does not read
-/// CDI specs: the kubelet's checkpoint is where the names are seen.)
+/// drop allocatable to 1 and the labelled count with it; one added later is found by a rescan.
+/// (localkube's containerd 1.6 does not read CDI specs: the kubelet's checkpoint is where the
+/// names are seen.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real_kubelet() {
     let client = client().await;
@@ -237,6 +238,15 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
     // A device taken out of the tree: its VFIO node goes.
     std::fs::remove_file(dev.join("vfio/51")).unwrap();
     allocatable("1").await;
+    // A third GPU bound to vfio-pci while the plugin runs: found by its rescan (every 30 s by
+    // default), so capacity 3 and two of them allocatable.
+    std::fs::write(dev.join("vfio/53"), "").unwrap();
+    add_function(&sysfs, &FakeFunction::t4_vfio("0000:5d:00.0", "pci0000:5a", 53, 0)).unwrap();
+    until("the Node: capacity 3 nvidia.com/gpu, 2 allocatable", || async {
+        advertised(&nodes, &node, "nvidia.com/gpu").await.filter(|(c, a)| c == "3" && a == "2")
+    })
+    .await;
+    allocatable("2").await;
 
     stop.send(()).unwrap();
     plugin.await.unwrap().unwrap();
