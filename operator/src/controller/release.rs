@@ -60,6 +60,7 @@ pub const INVENTORY: &[InventoryKind] = &[
     ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ("networking.k8s.io", "v1", "Ingress", "ingresses"),
     (crate::api::GROUP, "v1alpha1", "SecureWorkload", "secureworkloads"),
+    (crate::api::GROUP, "v1alpha1", "PermissionGroup", "permissiongroups"),
 ];
 
 /// What Kubernetes creates in every namespace: `(kind, name)`. OpenShift-derived control planes
