@@ -156,8 +156,8 @@ async fn permission_groups_are_checked_and_fenced() {
     let client = client().await;
     ready_tenant(
         &client,
-        NS,
-        json!({"namespaces": [NS], "members": [{"kind": "User", "name": MEMBER, "role": "member"}]}),
+        API_NS,
+        json!({"namespaces": [API_NS], "members": [{"kind": "User", "name": MEMBER, "role": "member"}]}),
     )
     .await;
     for (what, manifest, expected) in [
