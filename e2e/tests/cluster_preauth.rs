@@ -7,7 +7,8 @@
 //!   replicas are scaled to 0 meanwhile), authenticates a real pod's token (TokenRequest bound to
 //!   the pod, TokenReview), refuses another identity, grants through a fake provider in this test,
 //!   puts the finalizer on, and when the SecureWorkload scales to 0 revokes exactly once and
-//!   releases the pod.
+//!   releases the pod; with the provider down at revocation it releases the next pod after the
+//!   bounded retries with a Warning Event.
 //!
 //! Not covered here (localkube has no DNS or kube-proxy, and no registry for the operator image):
 //! the init container reaching the Service and the app container starting after the grant, the
@@ -43,6 +44,8 @@ const MEMBER: &str = "e2e-preauth-member";
 struct Provided {
     posts: Vec<Value>,
     deletes: Vec<String>,
+    /// `DELETE` answers 503 (the provider is down at revocation).
+    delete_down: bool,
 }
 
 /// A provider that grants at once and records what it is asked.
@@ -66,6 +69,8 @@ async fn fake_provider() -> (SocketAddr, Arc<Mutex<Provided>>) {
                         let (status, answer) = if method == hyper::Method::POST {
                             s.posts.push(serde_json::from_slice(&body).unwrap_or_default());
                             (201, format!(r#"{{"id":"grant-{}","state":"granted"}}"#, s.posts.len()))
+                        } else if method == hyper::Method::DELETE && s.delete_down {
+                            (503, String::new())
                         } else if method == hyper::Method::DELETE {
                             s.deletes.push(path.trim_start_matches("/grants/").to_string());
                             (204, String::new())
@@ -337,6 +342,35 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     until("the pod gone", || async { pods.get_opt(&pod_name).await.ok()?.is_none().then_some(()) }).await;
     assert_eq!(provided.lock().unwrap().deletes, ["grant-1"]);
     assert!(configmaps.get_opt(&record).await.unwrap().is_none(), "the record goes with the grant");
+
+    // The provider is down when the next pod goes: after the bounded retries the pod is released
+    // anyway, with a Warning Event naming the grant to revoke by hand.
+    apply_dynamic(&client, &workload(NS, 1, json!(["orders"]))).await;
+    let pod = until("a new pod of web with an IP", || async {
+        let list = pods.list(&ListParams::default().labels("scs.dev/workload=web")).await.ok()?;
+        list.items.into_iter().find(|p| {
+            p.name_any() != pod_name
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+        })
+    })
+    .await;
+    let claimed = json!({"namespace": NS, "name": pod.name_any(), "uid": pod.metadata.uid});
+    let (status, answer) = authorize(address, &token(&client, Some(&pod), "scs-authz").await, claimed).await;
+    assert_eq!(status, 200, "{answer:?}");
+    provided.lock().unwrap().delete_down = true;
+    apply_dynamic(&client, &workload(NS, 0, json!(["orders"]))).await;
+    let second = pod.name_any();
+    until("the second pod released", || async { pods.get_opt(&second).await.ok()?.is_none().then_some(()) }).await;
+    assert_eq!(provided.lock().unwrap().deletes, ["grant-1"], "grant-2 could not be revoked");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let warned = events.list(&ListParams::default()).await.unwrap().items.into_iter().any(|e| {
+        e.reason.as_deref() == Some("RevocationFailed")
+            && e.type_.as_deref() == Some("Warning")
+            && e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == pod.metadata.uid.as_deref()
+            && e.note.as_deref().is_some_and(|n| n.contains("cmdb/grant-2"))
+    });
+    assert!(warned, "a Warning Event RevocationFailed names the grant left behind");
 
     server.abort();
     let _ = secrets.delete("e2e-preauth-cmdb", &Default::default()).await;
