@@ -156,7 +156,8 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
 }
 
 /// The device plugin's CDI names, certification labels and health against the real kubelet:
-/// VFIO mode over a fake sysfs/dev tree with two certified T4s. The Node shows 2 allocatable and
+/// VFIO mode over a fake sysfs/dev tree with two certified T4s (and a third sharing its IOMMU
+/// group with a NIC: a Warning Event, not advertised). The Node shows 2 allocatable and
 /// `scs.dev/gpu-certified=true`; a pod's recorded Allocate names its device by CDI name (and the
 /// spec file describes both); a GPU rebound to its host driver, and one whose VFIO node goes, each
 /// drop allocatable to 1 and the labelled count with it; one added later is found by a rescan.
@@ -178,6 +179,16 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
         add_function(&sysfs, &FakeFunction::t4_vfio(address, "pci0000:5a", group, 0)).unwrap();
         std::fs::write(dev.join(format!("vfio/{group}")), "").unwrap();
     }
+    // A third T4 shares IOMMU group 54 with a NIC: reported (annotation, Event), not advertised.
+    add_function(&sysfs, &FakeFunction::t4_vfio("0000:6b:00.0", "pci0000:6a", 54, 0)).unwrap();
+    let nic = FakeFunction {
+        vendor: 0x8086,
+        device: 0x10fb,
+        driver: "ixgbe",
+        ..FakeFunction::t4_vfio("0000:6b:00.1", "pci0000:6a", 54, 0)
+    };
+    add_function(&sysfs, &nic).unwrap();
+    std::fs::write(dev.join("vfio/54"), "").unwrap();
     let args = Args::parse_from([
         "device-plugin".to_string(),
         "--vendor=nvidia".to_string(),
@@ -209,6 +220,29 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
     let labels = allocatable("2").await;
     assert_eq!(labels.get("scs.dev/gpu-certified").map(String::as_str), Some("true"), "{labels:?}");
     assert_eq!(labels.get("scs.dev/gpu-certified-reason").map(String::as_str), Some("VfioPassthrough"));
+
+    // The shared group: a Warning Event on the Node, filed in `default`, where the DaemonSets'
+    // ServiceAccount may create and patch Events (and nowhere else).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    until("a DeviceNotAdvertised Event for IOMMU group 54", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("DeviceNotAdvertised")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node.as_str())
+                    && e.note.as_deref().is_some_and(|n| n.starts_with("IOMMU group 54 is not advertised"))
+            })
+            .map(|_| ())
+    })
+    .await;
+    let plugin_sa = ("system:serviceaccount:scs-device-plugins:scs-device-plugin", &["system:serviceaccounts"][..]);
+    for verb in ["create", "patch"] {
+        assert!(may(&client, plugin_sa, verb, ("events.k8s.io", "events"), Some("default")).await, "{verb}");
+        assert!(!may(&client, plugin_sa, verb, ("events.k8s.io", "events"), Some("kube-system")).await, "{verb}");
+    }
+    assert!(!may(&client, plugin_sa, "delete", ("events.k8s.io", "events"), Some("default")).await);
 
     let spec: Value =
         serde_json::from_str(&std::fs::read_to_string(cdi.join("scs-nvidia-vfio.json")).unwrap()).unwrap();

@@ -78,6 +78,18 @@ async fn device_plugin_labels_its_node_with_the_advertised_devices() {
         "{reported}"
     );
 
+    // The shared group is also a Warning Event on the Node.
+    eventually("a DeviceNotAdvertised Event on the Node", || async {
+        server.list("/apis/events.k8s.io/v1/namespaces/default/events").iter().any(|e| {
+            e["type"] == "Warning"
+                && e["reason"] == "DeviceNotAdvertised"
+                && e["regarding"]["kind"] == "Node"
+                && e["regarding"]["name"] == "gpu-1"
+                && e["note"].as_str().unwrap_or_default().starts_with("IOMMU group 77")
+        })
+    })
+    .await;
+
     // One GPU is rebound to the host driver: unhealthy, so the count drops; back, it returns.
     rebind(&sysfs, "0000:3c:00.0", "vfio-pci", "nvidia").unwrap();
     eventually("the node counts one GPU", || async {

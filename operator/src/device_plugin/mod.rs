@@ -419,9 +419,9 @@ impl Describe {
 }
 
 /// Keeps the node's labels in step with the devices: written at start and again whenever the
-/// list changes (health, or a rescan finding devices added or gone). UNFINISHED: the
-/// not-advertised findings are those of the first scan (later scans do not update the
-/// annotation), and they are logged and annotated on the Node, not yet recorded as Events., retrying with a capped backoff; says once why not when there is no
+/// list changes (health, or a rescan finding devices added or gone); the first scan's findings
+/// (devices not advertised) also become Warning Events on the Node, once. UNFINISHED: later scans
+/// do not update those findings (annotation or Events)., retrying with a capped backoff; says once why not when there is no
 /// node name or API server.
 async fn label_node(
     node: Option<String>,
@@ -450,8 +450,17 @@ async fn label_node(
         let desired = describe.metadata(&devices.borrow_and_update());
         if applied.as_ref() != Some(&desired) {
             match node_labels::apply(client.clone(), describe.vendor, &node, &desired).await {
-                Ok(()) => {
+                Ok(written) => {
                     tracing::info!(%node, labels = ?desired.labels, "node labels written");
+                    if applied.is_none() {
+                        node_labels::report_not_advertised(
+                            client.clone(),
+                            describe.vendor,
+                            &written,
+                            &describe.not_advertised,
+                        )
+                        .await;
+                    }
                     applied = Some(desired);
                     delay = Duration::from_secs(1);
                 }

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Node;
+use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
 
 use super::certify::{CERTIFIED_LABEL, MESSAGE_ANNOTATION, REASON_LABEL, Verdict};
@@ -93,13 +96,40 @@ pub async fn apply(
     vendor: Vendor,
     node: &str,
     metadata: &NodeMetadata,
-) -> Result<(), kube::Error> {
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+) -> Result<Node, kube::Error> {
+    let nodes: Api<Node> = Api::all(client);
     let patch = json!({"apiVersion": "v1", "kind": "Node", "metadata": {
         "name": node, "labels": metadata.labels, "annotations": metadata.annotations,
     }});
-    nodes.patch(node, &PatchParams::apply(&field_manager(vendor)).force(), &Patch::Apply(patch)).await?;
-    Ok(())
+    nodes.patch(node, &PatchParams::apply(&field_manager(vendor)).force(), &Patch::Apply(patch)).await
+}
+
+/// Reason of the Warning Events for devices found but not advertised.
+pub const NOT_ADVERTISED_REASON: &str = "DeviceNotAdvertised";
+/// At most this many findings become Events (the annotation and the log have them all).
+const MAX_EVENTS: usize = 10;
+
+/// Records each finding as a Warning Event on the Node (kube files a cluster-scoped object's
+/// Events in `default`; the DaemonSets' Role allows exactly that). Failures are logged only.
+pub async fn report_not_advertised(client: kube::Client, vendor: Vendor, node: &Node, findings: &[String]) {
+    let reporter =
+        Reporter { controller: format!("scs-device-plugin-{}", vendor.name()), instance: node.metadata.name.clone() };
+    let recorder = Recorder::new(client, reporter);
+    let reference = node.object_ref(&());
+    for finding in findings.iter().take(MAX_EVENTS) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: NOT_ADVERTISED_REASON.into(),
+            // Events hold at most 1 kB of note.
+            note: Some(finding.chars().take(1000).collect()),
+            action: "Discover".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(%error, "could not record an Event on the Node");
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
