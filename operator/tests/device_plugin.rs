@@ -241,11 +241,9 @@ async fn vfio_plugin_registers_lists_allocates_and_streams_health_changes() {
     node.vfio_gpu("0000:3d:00.0", "pci0000:3a", 0x1eb8, 43, 0);
     // (A scan may catch the fake tree half-written: lists until the complete one.)
     let expected = healthy(&["41", "42", "43", "77"]);
-    tokio::time::timeout(WAIT, async {
-        while next_list(&mut stream).await != expected {}
-    })
-    .await
-    .expect("the new GPU is listed healthy");
+    tokio::time::timeout(WAIT, async { while next_list(&mut stream).await != expected {} })
+        .await
+        .expect("the new GPU is listed healthy");
     tokio::time::timeout(WAIT, async {
         while !fs::read_to_string(&spec_path).unwrap().contains("/dev/vfio/43") {
             tokio::time::sleep(Duration::from_millis(20)).await;
