@@ -641,13 +641,21 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
     if path == "/_fake/count" {
         return Ok(count_response(&state, &query));
     }
-    if path == "/_fake/writes" {
-        // Writes so far by method and resource, for harnesses that run the server in a process.
+    if path == "/_fake/writes" || path == "/_fake/reads" {
+        // Requests so far by method and resource, for harnesses that run the server in a process.
+        let writes = path == "/_fake/writes";
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for record in state.requests.lock().unwrap().iter().filter(|r| r.is_write()) {
+        for record in state.requests.lock().unwrap().iter().filter(|r| r.is_write() == writes) {
             let resource = parse_path(&record.path).map(|t| {
                 let sub = t.subresource.map(|s| format!("/{s}")).unwrap_or_default();
-                format!("{}{sub}", t.collection.resource)
+                let whole = if t.name.is_none() && !record.watch {
+                    " (list)"
+                } else if record.watch {
+                    " (watch)"
+                } else {
+                    ""
+                };
+                format!("{}{sub}{whole}", t.collection.resource)
             });
             *counts.entry(format!("{} {}", record.method, resource.unwrap_or_default())).or_default() += 1;
         }

@@ -41,6 +41,31 @@ pub struct OperatorConfig {
     pub authorization_providers: BTreeMap<String, AuthorizationProvider>,
     /// The init container that waits for a pod's grants, and the server it calls.
     pub pre_authorization: PreAuthorizationConfig,
+    /// How hard the controllers may press the API server.
+    pub api_pressure: ApiPressure,
+}
+
+/// Bounds on the controllers' load on the API server, so that a restart with thousands of objects
+/// to reconcile does not storm the control plane every tenant shares (the API server's own
+/// fairness is the optional `manifests/components/apf`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiPressure {
+    /// Reconciles in flight per controller.
+    pub reconcile_concurrency: u16,
+    /// Requests per second the operator's client sends on average; 0 turns the limit off.
+    pub qps: u32,
+    /// Requests it may send at once above that rate (the bucket size).
+    pub burst: u32,
+}
+
+impl Default for ApiPressure {
+    fn default() -> Self {
+        // Well above controller-runtime's 20/30: until children are read from watch caches
+        // (issue 17) a workload's pass costs about six reads, and a restart at 10 000 workloads
+        // must finish in minutes. The API server's priority levels bound the operator as well.
+        Self { reconcile_concurrency: 16, qps: 200, burst: 400 }
+    }
 }
 
 /// One external permission system, spoken to with the provider protocol (README, "Pod
@@ -256,6 +281,7 @@ impl Default for OperatorConfig {
             images: ImagesConfig::default(),
             authorization_providers: BTreeMap::new(),
             pre_authorization: PreAuthorizationConfig::default(),
+            api_pressure: ApiPressure::default(),
         }
     }
 }
@@ -374,6 +400,15 @@ impl OperatorConfig {
                     "must differ from runtimeClass.name: leave gpu.<vendor>.runtimeClass out to run GPU pods in the tenant's class".into(),
                 ));
             }
+        }
+        if self.api_pressure.reconcile_concurrency == 0 {
+            return Err(("apiPressure.reconcileConcurrency".into(), "must be at least 1".into()));
+        }
+        if self.api_pressure.qps > 0 && self.api_pressure.burst == 0 {
+            return Err((
+                "apiPressure.burst".into(),
+                "must be at least 1 while qps is set (qps 0 turns the limit off)".into(),
+            ));
         }
         if self.storage_tiers.is_empty() {
             return Err(("storageTiers".into(), "at least one storage tier is needed".into()));

@@ -304,7 +304,7 @@ fn run_controllers(
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        let client = match client().await {
+        let client = match client(&config.api_pressure).await {
             Ok(client) => client,
             Err(e) => {
                 eprintln!("error: cannot reach a Kubernetes API server: {e}");
@@ -330,11 +330,11 @@ fn run_controllers(
     })
 }
 
-/// A client for the current kube context or the in-cluster config, counting its requests.
-async fn client() -> Result<kube::Client, kube::Error> {
+/// A client for the current kube context or the in-cluster config, counting its requests and
+/// paced as configured.
+async fn client(pressure: &scs_operator::config::ApiPressure) -> Result<kube::Client, kube::Error> {
     let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
-    let layer = scs_operator::controller::metrics::api_request_layer();
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+    scs_operator::controller::client::build(config, pressure)
 }
 
 fn init_logging(format: &str) {

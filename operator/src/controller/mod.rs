@@ -5,6 +5,7 @@
 //! watched as metadata only, selected by our `managed-by` label.
 
 pub mod backoff;
+pub mod client;
 pub mod cluster_cidrs;
 pub mod conditions;
 pub mod context;
@@ -100,12 +101,10 @@ fn backoff_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
     format!("{kind}/{}/{name}", namespace.unwrap_or(""))
 }
 
-/// Reconciles in flight per controller: bounds memory and API pressure when everything needs
-/// work at once (start-up, resync).
-pub const CONCURRENCY: u16 = 16;
-
-fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(CONCURRENCY)
+/// Reconciles in flight per controller (`apiPressure.reconcileConcurrency`): bounds memory and API
+/// pressure when everything needs work at once (start-up, resync).
+fn controller_config(config: &OperatorConfig) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(config.api_pressure.reconcile_concurrency)
 }
 
 /// Every change of a `K` (unreadable objects included), as a trigger.
@@ -281,7 +280,7 @@ pub async fn run_with(
     };
     let mut tenant_controller =
         Controller::for_stream(received(from_tenant_cache).applied_objects(), tenant_store.clone())
-            .with_config(controller_config());
+            .with_config(controller_config(&ctx.config));
     for kind in managed::kinds_of(managed::Scope::Tenant) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
@@ -345,7 +344,7 @@ pub async fn run_with(
 
     let mut network_controller =
         Controller::new(Api::<DeserializeGuard<SdnNetwork>>::all(client.clone()), watcher::Config::default())
-            .with_config(controller_config())
+            .with_config(controller_config(&ctx.config))
             .watches_stream(tenant_events, |tenant: DeserializeGuard<Tenant>| {
                 let networks = tenant.0.map(|t| t.spec.networks).unwrap_or_default();
                 networks.iter().map(|n| ObjectRef::new(n)).collect::<Vec<_>>()
@@ -394,7 +393,7 @@ pub async fn run_with(
     )
     .applied_objects();
     let mut workload_controller =
-        Controller::for_stream(workload_stream, workload_store.clone()).with_config(controller_config());
+        Controller::for_stream(workload_stream, workload_store.clone()).with_config(controller_config(&ctx.config));
     for kind in managed::kinds_of(managed::Scope::Workload) {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
@@ -435,7 +434,7 @@ pub async fn run_with(
         .for_each(|result| reset_on_success(result, ctx.clone(), "SecureWorkload"));
     // Patrols run on their schedule (each reconcile requeues itself for the next run).
     let patrols = Controller::new(Api::<DeserializeGuard<Patrol>>::all(client.clone()), watcher::Config::default())
-        .with_config(controller_config())
+        .with_config(controller_config(&ctx.config))
         .graceful_shutdown_on(shutdown.clone())
         .run(|object, ctx| timed("patrol", patrol::reconcile(object, ctx)), error_policy, ctx.clone())
         .for_each(|result| reset_on_success(result, ctx.clone(), "Patrol"));

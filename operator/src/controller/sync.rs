@@ -245,12 +245,26 @@ pub async fn sync_children(
     on_conflict: OnConflict,
     keep: impl Fn(&str, &DynamicObject) -> bool,
 ) -> Result<SyncReport> {
-    let mut report = SyncReport::default();
     let kinds = managed::kinds_of(scope);
+    sync_children_of(client, &kinds, namespace, selector, desired, on_conflict, keep).await
+}
+
+/// [`sync_children`] over the managed `kinds` given: only objects of those kinds are listed, so
+/// only those can be deleted as leftovers.
+pub async fn sync_children_of(
+    client: &Client,
+    kinds: &[ManagedKind],
+    namespace: Option<&str>,
+    selector: &str,
+    desired: &[Child],
+    on_conflict: OnConflict,
+    keep: impl Fn(&str, &DynamicObject) -> bool,
+) -> Result<SyncReport> {
+    let mut report = SyncReport::default();
     let mut live_by_kind = Vec::new();
     let mut written_objects: Vec<(String, DynamicObject)> = Vec::new();
     let mut served = Vec::new();
-    for kind in &kinds {
+    for kind in kinds {
         // A 404 on a list means the API is not served at all (an optional CRD is not installed):
         // nothing of that kind can exist, and none can be created.
         match api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await {
