@@ -178,7 +178,7 @@ async fn permission_groups_are_checked_and_fenced() {
                 "dup",
                 json!([{"name": "db", "provider": "cmdb"}, {"name": "db", "provider": "acl"}]),
             ),
-            &["Duplicate value"],
+            &["duplicate entries", "name=\"db\""],
         ),
         ("no permission", permission_group(API_NS, "empty", json!([])), &["spec.permissions"]),
         ("group name", workload(API_NS, 1, json!(["Orders_DB"])), &["spec.preAuthorization.permissionGroups[0]"]),
