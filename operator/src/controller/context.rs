@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
@@ -39,6 +40,9 @@ pub struct Context {
     /// Every SecureWorkload's metadata (set once the workload controller is built): which
     /// workloads share a namespace, and which of them is older.
     pub workloads: OnceLock<Store<PartialObjectMeta<SecureWorkload>>>,
+    /// The metadata of every namespace the operator manages (set once the tenant controller is
+    /// built).
+    pub namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
     /// Who publishes our Events. A [`Recorder`] is made per Event: its aggregation cache keeps
     /// every published Event for six minutes and scans them all on each publish, which at ten
     /// thousand workloads cost megabytes and CPU, while we publish only on transitions (there are
@@ -171,6 +175,7 @@ impl Context {
             tenants,
             networks,
             workloads: OnceLock::new(),
+            namespaces: OnceLock::new(),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),

@@ -33,7 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -281,7 +281,20 @@ pub async fn run_with(
     let mut tenant_controller =
         Controller::for_stream(received(from_tenant_cache).applied_objects(), tenant_store.clone())
             .with_config(controller_config(&ctx.config));
-    for kind in managed::kinds_of(managed::Scope::Tenant) {
+    // Tenant namespaces are also kept in a metadata cache: a workload's pass looks up whose its
+    // namespace is there instead of with a GET (one per pass was a fifth of the reads at scale).
+    let (namespace_store, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let _ = ctx.namespaces.set(namespace_store);
+    let namespace_changes = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), managed.clone())
+        .default_backoff()
+        .modify(|namespace| namespace.managed_fields_mut().clear())
+        .reflect(namespace_writer)
+        .touched_objects();
+    tenant_controller = tenant_controller
+        .watches_stream(namespace_changes, move |namespace: PartialObjectMeta<Namespace>| {
+            to_tenant(&namespace.metadata)
+        });
+    for kind in managed::kinds_of(managed::Scope::Tenant).into_iter().filter(|kind| kind.resource.kind != "Namespace") {
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
         tenant_controller = tenant_controller.watches_stream_with(

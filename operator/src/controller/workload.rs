@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use tracing::info;
 
@@ -374,11 +375,19 @@ enum Tenancy<'a> {
 
 async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Tenancy<'a>> {
     let claimant = catalog.tenant_of_namespace(namespace);
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let Some(live) = api.get_metadata_opt(namespace).await? else {
-        return Ok(claimant.map_or(Tenancy::None, Tenancy::Claimed));
+    // The cache holds only namespaces with our label; one missing from it may be new, so ask.
+    let cached = ctx.namespaces.get().and_then(|store| store.get(&ObjectRef::new(namespace)));
+    let live = match cached {
+        Some(cached) => cached.metadata.clone(),
+        None => {
+            let api: Api<Namespace> = Api::all(ctx.client.clone());
+            let Some(live) = api.get_metadata_opt(namespace).await? else {
+                return Ok(claimant.map_or(Tenancy::None, Tenancy::Claimed));
+            };
+            live.metadata
+        }
     };
-    let labels = live.labels();
+    let labels = live.labels.unwrap_or_default();
     if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::OPERATOR) {
         return Ok(Tenancy::None);
     }
