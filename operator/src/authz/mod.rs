@@ -10,6 +10,13 @@
 //! - [`server`]: `scs-operator authz-server` (HTTP endpoint, revocation controller, sweep).
 //! - [`client`]: `scs-operator authorize`, the init container's loop.
 
+//!
+//! UNFINISHED (issue 18): the authz-server serves plain HTTP (the init container's token is
+//! audience-bound and short-lived, but TLS between pod and server is still to do); the
+//! SecureWorkload status carries no pre-authorization summary yet (pod annotation and Events do);
+//! there is no per-tenant allow-list of providers (any tenant may name any configured provider,
+//! which must itself check the tenant it is told); the server watches every pod in full.
+
 pub mod backoff;
 pub mod breaker;
 pub mod client;
