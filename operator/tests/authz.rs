@@ -298,6 +298,10 @@ async fn a_provider_down_at_revocation_releases_the_pod_after_the_bound() {
     for attempt in 1..scs_operator::authz::engine::REVOKE_ATTEMPTS {
         let result = engine.revoke("u1").await.unwrap();
         assert!(matches!(&result, Revocation::Retry(why) if why.contains("HTTP 503")), "attempt {attempt}: {result:?}");
+        // A burst of watch events does not use up the attempts: they are spaced in time.
+        let early = engine.revoke("u1").await.unwrap();
+        assert!(matches!(&early, Revocation::Retry(why) if why.contains("waiting between")), "{early:?}");
+        clock.advance(SignedDuration::from_secs(scs_operator::authz::engine::REVOKE_SPACING_SECONDS));
     }
     let last = engine.revoke("u1").await.unwrap();
     assert!(

@@ -24,6 +24,9 @@ use crate::clock::Clock;
 
 /// Revocation attempts before the finalizer is released anyway (with a Warning Event).
 pub const REVOKE_ATTEMPTS: u32 = 5;
+/// Least time between two revocation attempts of one pod: a terminating pod changes several times
+/// in a few seconds, and the bound must cover a provider's blip, not a burst of watch events.
+pub const REVOKE_SPACING_SECONDS: i64 = 10;
 /// How long a replica's claim on a revocation holds before another may take over.
 pub const CLAIM_SECONDS: i64 = 60;
 
@@ -66,6 +69,9 @@ pub struct PodRecord {
     pub revoking: Option<String>,
     #[serde(default)]
     pub revoke_attempts: u32,
+    /// When the last revocation attempt began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revoke_at: Option<Timestamp>,
 }
 
 /// A write lost against a concurrent one.
@@ -376,8 +382,14 @@ impl<S: Store> Engine<S> {
         {
             return Ok(Revocation::Busy);
         }
+        if let Some(last) = record.last_revoke_at
+            && now.duration_since(last) < SignedDuration::from_secs(REVOKE_SPACING_SECONDS)
+        {
+            return Ok(Revocation::Retry("waiting between revocation attempts".into()));
+        }
         record.revoking = Some(format!("{}@{now}", self.replica));
         record.revoke_attempts += 1;
+        record.last_revoke_at = Some(now);
         let version = match self.store.put_record(uid, &record, Some(&version)).await? {
             Ok(version) => version,
             Err(Conflict) => return Ok(Revocation::Busy),
