@@ -418,7 +418,16 @@ async fn main() {
             async move {
                 let object: SecureWorkload = serde_json::from_value(workload(j, tenants, replicas)).unwrap();
                 let api: Api<SecureWorkload> = Api::namespaced(harness, object.metadata.namespace.as_deref().unwrap());
-                api.create(&PostParams::default(), &object).await.unwrap();
+                // A real API server refuses objects in a namespace that does not exist yet (the
+                // tenant's first pass creates it): try again until it does.
+                loop {
+                    match api.create(&PostParams::default(), &object).await {
+                        Err(kube::Error::Api(status)) if status.code == 404 => {
+                            tokio::time::sleep(Duration::from_millis(500)).await
+                        }
+                        result => break result.map(drop).unwrap(),
+                    }
+                }
             }
         })
         .await;
