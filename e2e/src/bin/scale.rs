@@ -346,6 +346,10 @@ async fn remove_tenants(harness: &Client, tenants: usize) {
         .for_each_concurrent(16, |i| {
             let api = api.clone();
             async move {
+                // Their namespaces hold workloads: without force a tenant's deletion waits for them.
+                let force =
+                    json!({"metadata": {"annotations": {scs_operator::controller::tenant::FORCE_DELETE: "true"}}});
+                let _ = api.patch(&format!("t{i}"), &PatchParams::default(), &Patch::Merge(&force)).await;
                 let _ = api.delete(&format!("t{i}"), &DeleteParams::background()).await;
             }
         })
