@@ -28,6 +28,9 @@ restore() { kubectl -n scs-system scale deploy/scs-operator --replicas=2 >/dev/n
 trap restore EXIT
 kubectl -n scs-system scale deploy/scs-operator --replicas=0 >/dev/null
 kubectl -n scs-system wait --for=delete pod -l app.kubernetes.io/name=scs-operator --timeout=120s >/dev/null || true
+# Namespaces of an earlier run may still be terminating: new workloads cannot go there.
+leftovers=$(kubectl get namespaces -o name | grep -E '^namespace/t[0-9]+-[ab]$' || true)
+[ -z "$leftovers" ] || kubectl wait --for=delete $leftovers --timeout=600s >/dev/null
 config=$(mktemp)
 kubectl -n scs-system get configmap scs-operator-config -o jsonpath='{.data.operator-config\.yaml}' >"$config"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
