@@ -370,6 +370,11 @@ async fn remove_tenants(harness: &Client, tenants: usize) {
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG=scs_operator=info shows what the controllers write (on stderr).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let tenants = arg("--tenants", 100);
     let workloads = arg("--workloads", 1000);
     let kubeconfig = text_arg("--kubeconfig");
