@@ -11,6 +11,7 @@ pub mod controller;
 pub mod device_plugin;
 pub mod expiry;
 pub mod images;
+pub mod outbound;
 pub mod patrol;
 pub mod plugin;
 pub mod quantity;

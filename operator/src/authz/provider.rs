@@ -12,14 +12,10 @@
 //! does not create a second grant.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
 /// Who the grant is for: the pod as the API server knows it (never as the pod says).
@@ -78,29 +74,6 @@ struct Answer {
     state: Option<String>,
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-fn https_client() -> Result<&'static HttpsClient, String> {
-    static CLIENT: OnceLock<Result<HttpsClient, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| format!("no CA certificates to verify the provider with: {e}"))?
-                .https_only()
-                .enable_http1()
-                .build();
-            Ok(Client::builder(TokioExecutor::new()).build(connector))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-fn http_client() -> &'static Client<HttpConnector, Full<Bytes>> {
-    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
-}
-
 impl Provider {
     /// `POST /grants`.
     pub async fn request(&self, grant: &GrantRequest) -> Outcome {
@@ -146,11 +119,11 @@ impl Provider {
             builder = builder.header("idempotency-key", key);
         }
         let request = builder.body(Full::new(Bytes::from(body))).map_err(|_| "not a valid URL".to_string())?;
-        let secure = if url.starts_with("https://") { Some(https_client()?) } else { None };
+        let secure = if url.starts_with("https://") { Some(crate::outbound::https()?) } else { None };
         let exchange = async {
             let response = match secure {
                 Some(client) => client.request(request).await?,
-                None => http_client().request(request).await?,
+                None => crate::outbound::http().request(request).await?,
             };
             let status = response.status().as_u16();
             let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

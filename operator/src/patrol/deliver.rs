@@ -2,14 +2,10 @@
 //! timeouts and connection failures; a platform's own error code (DingTalk `errcode`, Feishu
 //! `code`) is a failure even with HTTP 200. Messages never carry the URL or the secret.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
@@ -61,31 +57,6 @@ enum Attempt {
     Delivered,
     Retry(String),
     Failed(String),
-}
-
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The HTTPS client, verifying servers with the system's CA certificates. Made on first use, so
-/// an image without certificates still delivers to `http://` receivers.
-fn https_client() -> Result<&'static HttpsClient, String> {
-    static CLIENT: OnceLock<Result<HttpsClient, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_native_roots()
-                .map_err(|e| format!("no CA certificates to verify https servers with: {e}"))?
-                .https_only()
-                .enable_http1()
-                .build();
-            Ok(Client::builder(TokioExecutor::new()).build(connector))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
-}
-
-fn http_client() -> &'static Client<HttpConnector, Full<Bytes>> {
-    static CLIENT: OnceLock<Client<HttpConnector, Full<Bytes>>> = OnceLock::new();
-    CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build(HttpConnector::new()))
 }
 
 /// The request body and URL of one attempt (signatures are made fresh per attempt, with the real
@@ -151,7 +122,7 @@ async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt
     let (url, headers, body) = request(target, report, Timestamp::now());
     let https = url.starts_with("https://");
     let secure = if https {
-        match https_client() {
+        match crate::outbound::https() {
             Ok(client) => Some(client),
             Err(why) => return Attempt::Failed(why),
         }
@@ -168,7 +139,7 @@ async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt
     let exchange = async {
         let response = match secure {
             Some(client) => client.request(request).await?,
-            None => http_client().request(request).await?,
+            None => crate::outbound::http().request(request).await?,
         };
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
