@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 /// Who the grant is for: the pod as the API server knows it (never as the pod says).
@@ -119,22 +119,7 @@ impl Provider {
             builder = builder.header("idempotency-key", key);
         }
         let request = builder.body(Full::new(Bytes::from(body))).map_err(|_| "not a valid URL".to_string())?;
-        let secure = if url.starts_with("https://") { Some(crate::outbound::https()?) } else { None };
-        let exchange = async {
-            let response = match secure {
-                Some(client) => client.request(request).await?,
-                None => crate::outbound::http().request(request).await?,
-            };
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            Ok::<_, hyper_util::client::legacy::Error>((status, body))
-        };
-        match tokio::time::timeout(self.request_timeout, exchange).await {
-            Err(_) => Err(format!("no answer within {}s", self.request_timeout.as_secs_f32())),
-            Ok(Err(error)) if error.is_connect() => Err("cannot connect".into()),
-            Ok(Err(error)) => Err(format!("request failed: {error}")),
-            Ok(Ok(answer)) => Ok(answer),
-        }
+        crate::outbound::exchange(request, self.request_timeout).await.map_err(|no_answer| no_answer.to_string())
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
@@ -120,15 +120,6 @@ fn snippet(body: &[u8]) -> String {
 
 async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt {
     let (url, headers, body) = request(target, report, Timestamp::now());
-    let https = url.starts_with("https://");
-    let secure = if https {
-        match crate::outbound::https() {
-            Ok(client) => Some(client),
-            Err(why) => return Attempt::Failed(why),
-        }
-    } else {
-        None
-    };
     let mut builder = http::Request::post(url.as_str());
     for (name, value) in headers {
         builder = builder.header(name, value);
@@ -136,21 +127,10 @@ async fn attempt(target: &Target, report: &Report, timeout: Duration) -> Attempt
     let Ok(request) = builder.body(Full::new(Bytes::from(body))) else {
         return Attempt::Failed("the URL in the Secret is not a valid http(s) URL".into());
     };
-    let exchange = async {
-        let response = match secure {
-            Some(client) => client.request(request).await?,
-            None => crate::outbound::http().request(request).await?,
-        };
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Attempt::Retry(format!("no answer within {}s", timeout.as_secs_f32())),
-        Ok(Err(error)) if error.is_connect() => Attempt::Retry("cannot connect".into()),
-        // hyper's errors name no URL; the kind is enough.
-        Ok(Err(error)) => Attempt::Retry(format!("request failed: {error}")),
-        Ok(Ok((status, body))) => classify(target.platform, status, &body),
+    match crate::outbound::exchange(request, timeout).await {
+        Err(crate::outbound::NoAnswer::Unsendable(why)) => Attempt::Failed(why),
+        Err(crate::outbound::NoAnswer::Lost(why)) => Attempt::Retry(why),
+        Ok((status, body)) => classify(target.platform, status, &body),
     }
 }
 
