@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use scs_operator::authz::server::{AuthorizeResponse, Settings};
 use scs_operator::authz::{FINALIZER, INIT_CONTAINER};
@@ -96,9 +96,13 @@ fn permission_group(namespace: &str, name: &str, permissions: Value) -> Value {
 }
 
 fn workload(namespace: &str, replicas: i32, groups: Value) -> Value {
-    json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "web", "namespace": namespace},
+    named_workload(namespace, "web", replicas, groups)
+}
+
+fn named_workload(namespace: &str, name: &str, replicas: i32, groups: Value) -> Value {
+    json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": name, "namespace": namespace},
            "spec": {"kind": "Deployment", "replicas": replicas, "preAuthorization": {"permissionGroups": groups},
-                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": busybox_pod_spec(&["sleep", "3600"])}}})
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": busybox_pod_spec(&["sleep", "3600"])}}})
 }
 
 async fn impersonating(user: &str) -> Client {
@@ -140,6 +144,36 @@ async fn authorize(address: SocketAddr, token: &str, claimed: Value) -> (u16, Au
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+/// A counter of the server's `/metrics`.
+async fn metric(address: SocketAddr, name: &str) -> u64 {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/metrics").header("host", "authz").body(Full::new(Bytes::new())).unwrap();
+    let body = sender.send_request(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body).to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+/// The managers of `status` fields in a live object: `(manager, [top-level status fields])`.
+fn status_managers(object: &DynamicObject) -> Vec<(String, Vec<String>)> {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .map(|m| {
+            let fields = m.fields_v1.as_ref().map(|f| f.0.clone()).unwrap_or_default();
+            let status = fields["f:status"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            (m.manager.clone().unwrap_or_default(), status)
+        })
+        .collect()
 }
 
 async fn scale_in_cluster_server(client: &Client, replicas: i32) {
@@ -206,6 +240,19 @@ async fn permission_groups_are_checked_and_fenced() {
         assert!(!may(&client, member, verb, ("", "configmaps"), Some("scs-system")).await, "{verb} configmaps");
     }
     assert!(!may(&client, member, "get", ("", "secrets"), Some("scs-system")).await);
+    // Nor the SecureWorkload's status, where the authz-server writes the pre-authorization summary.
+    for verb in ["patch", "update"] {
+        assert!(!may(&client, member, verb, ("scs.dev", "secureworkloads/status"), Some(API_NS)).await, "{verb}");
+    }
+    // The authz-server may write that status (and only patch it) but no SecureWorkload spec.
+    let server = ("system:serviceaccount:scs-system:scs-authz-server", &[][..]);
+    assert!(may(&client, server, "patch", ("scs.dev", "secureworkloads/status"), Some(API_NS)).await);
+    for verb in ["update", "create", "delete"] {
+        assert!(!may(&client, server, verb, ("scs.dev", "secureworkloads/status"), Some(API_NS)).await, "{verb}");
+    }
+    for verb in ["patch", "update"] {
+        assert!(!may(&client, server, verb, ("scs.dev", "secureworkloads"), Some(API_NS)).await, "{verb}");
+    }
     delete_tenant(&client, API_NS).await;
 }
 
@@ -262,6 +309,18 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut config = OperatorConfig::default();
+    // A provider the platform opened to another tenant only: this tenant's groups may not use it.
+    config.authorization_providers.insert(
+        "globex-only".into(),
+        AuthorizationProvider {
+            endpoint: format!("http://{provider}"),
+            credentials_secret: "e2e-preauth-cmdb".into(),
+            request_timeout_seconds: 5,
+            poll_interval_seconds: 1,
+            grant_timeout_seconds: 60,
+            tenants: vec!["globex".into()],
+        },
+    );
     // Built directly: configuration files accept only https providers; the fake one is plain http.
     config.authorization_providers.insert(
         "cmdb".into(),
@@ -271,6 +330,7 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
             request_timeout_seconds: 5,
             poll_interval_seconds: 1,
             grant_timeout_seconds: 60,
+            tenants: Vec::new(),
         },
     );
     let settings = Settings {
@@ -327,6 +387,74 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     let record = format!("scs-authz-pod-{}", pod.metadata.uid.clone().unwrap());
     assert!(configmaps.get_opt(&record).await.unwrap().is_some(), "the grant is recorded in scs-system");
 
+    // The summary in the SecureWorkload's status, applied by the server under its own field
+    // manager, beside the operator's status fields.
+    let workloads: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &scs_resource("SecureWorkload"));
+    let summary_of = |object: &DynamicObject| object.data["status"]["preAuthorization"].clone();
+    let web = until("web's pre-authorization summary", || async {
+        let web = workloads.get("web").await.ok()?;
+        (summary_of(&web)["granted"] == 1).then_some(web)
+    })
+    .await;
+    assert_eq!(
+        summary_of(&web),
+        json!({"pods": 1, "granted": 1, "pending": 0, "failed": 0}),
+        "no failure, no open group"
+    );
+    assert!(web.data["status"]["phase"].is_string(), "the operator's status stays: {:?}", web.data["status"]);
+    let managers = status_managers(&web);
+    assert!(managers.contains(&("scs-authz-server".into(), vec!["f:preAuthorization".into()])), "{managers:?}");
+    assert!(
+        managers.iter().all(|(m, fields)| m == "scs-authz-server" || !fields.contains(&"f:preAuthorization".into())),
+        "only the server owns the summary: {managers:?}"
+    );
+
+    // A project admin names a provider the platform opened to another tenant: refused before any
+    // request, said in the pod's answer, an Event, the group's status and the summary.
+    apply_dynamic(&client, &permission_group(NS, "billing", json!([{"name": "ledger", "provider": "globex-only"}])))
+        .await;
+    apply_dynamic(&client, &named_workload(NS, "api", 1, json!(["billing"]))).await;
+    let api_pod = until("a pod of api with an IP", || async {
+        let list = pods.list(&ListParams::default().labels("scs.dev/workload=api")).await.ok()?;
+        list.items.into_iter().find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+    })
+    .await;
+    let claimed = json!({"namespace": NS, "name": api_pod.name_any(), "uid": api_pod.metadata.uid});
+    let (status, answer) = authorize(address, &token(&client, Some(&api_pod), "scs-authz").await, claimed).await;
+    assert_eq!((status, answer.state.as_str()), (202, "waiting"), "{answer:?}");
+    for words in
+        [format!("PermissionGroup {NS}/billing"), "\"globex-only\"".into(), format!("not open to tenant \"{NS}\"")]
+    {
+        assert!(answer.message.contains(&words), "{words}: {answer:?}");
+    }
+    assert_eq!(provided.lock().unwrap().posts.len(), 1, "the provider was not asked");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let warned = events.list(&ListParams::default()).await.unwrap().items.into_iter().any(|e| {
+        e.reason.as_deref() == Some("ProviderNotAllowed")
+            && e.type_.as_deref() == Some("Warning")
+            && e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == api_pod.metadata.uid.as_deref()
+            && e.note.as_deref().is_some_and(|n| n.contains("billing") && n.contains("globex-only") && n.contains(NS))
+    });
+    assert!(warned, "a Warning Event ProviderNotAllowed names the group, provider and tenant");
+    let billing = groups.get("billing").await.unwrap().status.unwrap_or_default();
+    let allowed = billing.conditions.iter().find(|c| c.type_ == "ProvidersAllowed").expect("ProvidersAllowed");
+    assert_eq!((allowed.status.as_str(), allowed.reason.as_str()), ("False", "ProviderNotAllowed"));
+    assert!(allowed.message.contains("globex-only"), "{allowed:?}");
+    assert_eq!(billing.breaker.as_deref(), Some("Closed"), "not the provider's failure");
+    let orders = groups.get("orders").await.unwrap().status.unwrap_or_default();
+    assert!(orders.conditions.iter().any(|c| c.type_ == "ProvidersAllowed" && c.status == "True"), "{orders:?}");
+    let api = until("api's summary", || async {
+        let api = workloads.get("api").await.ok()?;
+        (summary_of(&api)["failed"] == 1).then_some(api)
+    })
+    .await;
+    assert_eq!((summary_of(&api)["pods"].as_i64(), summary_of(&api)["granted"].as_i64()), (Some(1), Some(0)));
+    let last = summary_of(&api)["lastFailure"].as_str().unwrap_or_default().to_string();
+    assert!(last.contains(&api_pod.name_any()) && last.contains("not open to tenant"), "{last}");
+    apply_dynamic(&client, &named_workload(NS, "api", 0, json!(["billing"]))).await;
+    let api_name = api_pod.name_any();
+    until("the api pod released", || async { pods.get_opt(&api_name).await.ok()?.is_none().then_some(()) }).await;
+
     // A tenant member cannot strip the finalizer (the grant would outlive the pod).
     let strip = json!({"metadata": {"finalizers": null}});
     refused(
@@ -342,6 +470,21 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     until("the pod gone", || async { pods.get_opt(&pod_name).await.ok()?.is_none().then_some(()) }).await;
     assert_eq!(provided.lock().unwrap().deletes, ["grant-1"]);
     assert!(configmaps.get_opt(&record).await.unwrap().is_none(), "the record goes with the grant");
+    // The operator wrote its status for the new generation after the summary was first written,
+    // and the server wrote the summary again after that: both stand.
+    let web = until("web's summary at 0 pods, the operator's status current", || async {
+        let web = workloads.get("web").await.ok()?;
+        let current = web.data["status"]["observedGeneration"].as_i64() == web.metadata.generation;
+        (current && summary_of(&web)["pods"] == 0).then_some(web)
+    })
+    .await;
+    assert_eq!(summary_of(&web), json!({"pods": 0, "granted": 0, "pending": 0, "failed": 0}));
+    assert!(web.data["status"]["phase"].is_string() && web.data["status"]["conditions"].is_array());
+    // Writes are coalesced and only made on change: nothing more once nothing changes.
+    let writes = metric(address, "scs_authz_summary_writes_total").await;
+    tokio::time::sleep(scs_operator::authz::server::SUMMARY_INTERVAL * 3).await;
+    assert_eq!(metric(address, "scs_authz_summary_writes_total").await, writes, "no write without a change");
+    eprintln!("summary writes so far (2 workloads, 4 authorize calls, 2 revocations): {writes}");
 
     // The provider is down when the next pod goes: after the bounded retries the pod is released
     // anyway, with a Warning Event naming the grant to revoke by hand.

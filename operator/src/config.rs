@@ -87,6 +87,10 @@ pub struct AuthorizationProvider {
     /// Default 600.
     #[serde(default = "default_grant_timeout")]
     pub grant_timeout_seconds: u32,
+    /// Tenants whose PermissionGroups may name this provider; empty: every tenant. Set by the
+    /// platform admins here (not on the Tenant or the group), so a tenant cannot widen it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<String>,
 }
 
 fn default_request_timeout() -> u32 {
@@ -536,6 +540,11 @@ impl OperatorConfig {
         if !self.authorization_providers.is_empty()
             && !self.images.public_prefixes.iter().any(|p| pre.image.starts_with(p.as_str()))
         {
+            for (i, tenant) in provider.tenants.iter().enumerate() {
+                if tenant.len() > 63 || !regex_lite_subdomain(tenant) || tenant.contains('.') {
+                    return Err((format!("{}[{i}]", field("tenants")), format!("{tenant:?} is not a Tenant name")));
+                }
+            }
             return Err((
                 "preAuthorization.image".into(),
                 "must start with one of images.publicPrefixes: every tenant's pods run it, without pull Secrets".into(),
@@ -665,3 +674,8 @@ mod tests {
         assert!(message.contains("cloud-admin-binding.yaml"), "{message}");
     }
 }
+            ("tenants: [acme, Bad_Tenant]", "authorizationProviders.cmdb.tenants[1]", "not a Tenant name"),
+        // Open to every tenant unless the platform lists some.
+        assert!(cmdb.tenants.is_empty());
+        let listed = OperatorConfig::from_yaml(&format!("{ok}    tenants: [acme, globex]\n")).unwrap();
+        assert_eq!(listed.authorization_providers["cmdb"].tenants, ["acme", "globex"]);

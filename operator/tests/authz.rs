@@ -13,8 +13,11 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::jiff::SignedDuration;
 use scs_operator::api::Permission;
 use scs_operator::authz::backoff::Params;
-use scs_operator::authz::engine::{Answer, Engine, GroupSpec, MemoryStore, Note, ProviderSettings, Revocation};
+use scs_operator::authz::engine::{
+    Answer, Engine, GroupSpec, MemoryStore, Note, PodState, ProviderSettings, Revocation, Store,
+};
 use scs_operator::authz::provider::{PodIdentity, Provider};
+use scs_operator::authz::summary::summarize;
 use scs_operator::clock::ManualClock;
 
 /// How the fake provider answers `POST /grants`.
@@ -134,6 +137,17 @@ fn engine(
     clock: &ManualClock,
     replica: &str,
 ) -> Engine<Arc<MemoryStore>> {
+    engine_for_tenants(address, store, clock, replica, &[])
+}
+
+/// An engine whose provider `cmdb` is open only to `tenants` (empty: to all).
+fn engine_for_tenants(
+    address: SocketAddr,
+    store: Arc<MemoryStore>,
+    clock: &ManualClock,
+    replica: &str,
+    tenants: &[&str],
+) -> Engine<Arc<MemoryStore>> {
     let provider = Provider {
         endpoint: format!("http://{address}"),
         token: "provider-secret".into(),
@@ -147,6 +161,7 @@ fn engine(
                 provider,
                 poll_interval: Duration::from_secs(5),
                 grant_timeout: Duration::from_secs(600),
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
             },
         )]),
         clock: clock.clock(),
@@ -311,4 +326,76 @@ async fn a_provider_down_at_revocation_releases_the_pod_after_the_bound() {
     assert_eq!(engine.counters.revoke_abandoned.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(store.records(), 0);
     assert!(provided.lock().unwrap().deletes.is_empty());
+}
+
+#[tokio::test]
+async fn a_provider_not_open_to_the_tenant_is_never_asked() {
+    let (address, provided) = fake_provider().await;
+    let clock = start();
+    let store: Arc<MemoryStore> = Arc::default();
+    // The platform opened cmdb to globex and initech only; acme's project admin names it anyway.
+    let engine = engine_for_tenants(address, store.clone(), &clock, "r1", &["globex", "initech"]);
+    let mut notes = Vec::new();
+    for _ in 0..4 {
+        let answer = engine.authorize(&pod("u1"), &group(None), &mut notes).await.unwrap();
+        assert!(
+            matches!(&answer, Answer::Waiting { message, .. }
+                if message.contains("PermissionGroup acme-prod/orders") && message.contains("\"cmdb\"")
+                    && message.contains("not open to tenant \"acme\"") && message.contains("authorizationProviders.cmdb.tenants")),
+            "{answer:?}"
+        );
+    }
+    assert!(provided.lock().unwrap().seen_tokens.is_empty(), "the provider was never called");
+    // One Warning per change of verdict, not one per call.
+    let refusals: Vec<&Note> = notes.iter().filter(|n| n.reason == "ProviderNotAllowed").collect();
+    assert_eq!(refusals.len(), 1, "{notes:?}");
+    assert!(refusals[0].warning && refusals[0].message.contains("permission orders-db"));
+    // Not the provider's failure: the group's breaker stays closed for the tenants it serves.
+    assert!(!store.get_breaker("acme-prod/orders").await.unwrap().is_open());
+    assert_eq!(store.get_breaker("acme-prod/orders").await.unwrap().failures, 0);
+    let record = &store.all_records()[0];
+    assert_eq!(record.state, PodState::Failed);
+    assert!(record.last_failure.as_deref().unwrap().contains("not open to tenant"));
+    // A pod whose tenant is listed is served as usual (the pod's tenant comes from its namespace's
+    // label, which tenants cannot change).
+    let globex = PodIdentity { tenant: "globex".into(), ..pod("u2") };
+    assert_eq!(engine.authorize(&globex, &group(None), &mut notes).await.unwrap(), Answer::Granted);
+    assert_eq!(provided.lock().unwrap().posts.len(), 1);
+    // The platform opens cmdb to acme too: the waiting pod goes on by itself.
+    let engine = engine_for_tenants(address, store.clone(), &clock, "r1", &["globex", "acme"]);
+    assert_eq!(engine.authorize(&pod("u1"), &group(None), &mut notes).await.unwrap(), Answer::Granted);
+    assert_eq!(store.all_records().iter().filter(|r| r.state == PodState::Granted).count(), 2);
+}
+
+#[tokio::test]
+async fn the_workload_summary_counts_its_pods_as_the_provider_answers() {
+    let (address, provided) = fake_provider().await;
+    let clock = start();
+    let store: Arc<MemoryStore> = Arc::default();
+    let engine = engine(address, store.clone(), &clock, "r1");
+    let mut notes = Vec::new();
+    // u1 granted at once; u2 pending at the provider; u3 refused; u4 meets an outage.
+    assert_eq!(engine.authorize(&pod("u1"), &group(None), &mut notes).await.unwrap(), Answer::Granted);
+    provided.lock().unwrap().mode = Some(Mode::PendingFor(10));
+    engine.authorize(&pod("u2"), &group(None), &mut notes).await.unwrap();
+    provided.lock().unwrap().mode = Some(Mode::Refuse);
+    clock.advance(SignedDuration::from_secs(60));
+    engine.authorize(&pod("u3"), &group(None), &mut notes).await.unwrap();
+    provided.lock().unwrap().mode = Some(Mode::Down);
+    clock.advance(SignedDuration::from_secs(60));
+    engine.authorize(&pod("u4"), &group(None), &mut notes).await.unwrap();
+    let summary = summarize(&store.all_records(), Vec::new());
+    assert_eq!((summary.pods, summary.granted, summary.pending, summary.failed), (4, 1, 1, 2));
+    // The newest failure is the outage, named with its pod and time.
+    let last = summary.last_failure.unwrap();
+    assert!(last.starts_with("pod web-u4: acme-prod/orders/orders-db: cmdb:") && last.contains("503"), "{last}");
+    assert_eq!(summary.last_failure_time.unwrap().0.to_string(), "2026-12-02T02:02:00Z");
+    // The pending grant is granted; u1 goes (its record is claimed, then removed).
+    provided.lock().unwrap().mode = Some(Mode::Grant);
+    clock.advance(SignedDuration::from_secs(5));
+    assert_eq!(engine.authorize(&pod("u2"), &group(None), &mut notes).await.unwrap(), Answer::Granted);
+    assert_eq!(engine.revoke("u1").await.unwrap(), Revocation::Done);
+    let summary = summarize(&store.all_records(), vec!["orders".into()]);
+    assert_eq!((summary.pods, summary.granted, summary.pending, summary.failed), (3, 1, 0, 2));
+    assert_eq!(summary.open_groups, ["orders"]);
 }

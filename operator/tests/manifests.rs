@@ -343,6 +343,18 @@ fn authz_server_roles_grant_exactly_what_the_code_uses() {
     // Secrets, no writes to PermissionGroups or SecureWorkloads.
     let everywhere = rules_of(cluster.rules.as_deref().unwrap_or_default());
     assert!(!everywhere.iter().any(|(_, r, _)| r == "secrets" || r == "configmaps"));
+    // On scs.dev objects it reads; it writes only the status subresources (patch), never a spec.
+    let scs_writes: BTreeSet<(String, String)> = everywhere
+        .iter()
+        .filter(|(g, _, v)| g == "scs.dev" && !["get", "list", "watch"].contains(&v.as_str()))
+        .map(|(_, r, v)| (r.clone(), v.clone()))
+        .collect();
+    let expected: BTreeSet<(String, String)> =
+        [("permissiongroups/status", "patch"), ("secureworkloads/status", "patch")]
+            .iter()
+            .map(|(r, v)| (r.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(scs_writes, expected);
     let deployment: Deployment = typed(documents.iter().find(|d| d["kind"] == "Deployment").unwrap(), &path);
     let labels = deployment.spec.unwrap().template.metadata.unwrap().labels.unwrap();
     assert_eq!(

@@ -78,3 +78,59 @@ pub struct PermissionGroupStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 }
+
+/// Pod pre-authorization: where the grants of the workload's pods stand. Written by the
+/// authz-server (at most every few seconds), not by the operator.
+//
+// Deliberately not a field of the operator's `SecureWorkloadStatus` type: the operator applies
+// that whole type as its status (server-side apply, manager `scs-operator`), so a field it carried,
+// even copied from what it read, would become the operator's and be set back to the value it last
+// saw. Kept apart, the authz-server applies only this field under its own manager
+// (`scs-authz-server`) and neither wipes the other's. The CRD schema gets it through
+// `with_pre_authorization`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreAuthorizationSummary {
+    /// Pods of the workload that have asked for their grants (and are not being deleted).
+    #[serde(default)]
+    pub pods: i32,
+    /// Pods with every permission granted.
+    #[serde(default)]
+    pub granted: i32,
+    /// Pods waiting on a provider (a pending grant).
+    #[serde(default)]
+    pub pending: i32,
+    /// Pods whose last attempt failed (refused, provider unreachable and backing off, breaker
+    /// open, provider not open to the tenant): they do not start until it succeeds.
+    #[serde(default)]
+    pub failed: i32,
+    /// The workload's PermissionGroups whose circuit breaker is open (reset:
+    /// `kubectl scs authz reset pg/NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_groups: Vec<String>,
+    /// The newest failure among the pods' grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// When it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<Time>,
+}
+
+/// Name of the field in a SecureWorkload's status.
+pub const PRE_AUTHORIZATION_STATUS: &str = "preAuthorization";
+
+/// Schema transform of `SecureWorkloadStatus`: adds `preAuthorization` (see
+/// [`PreAuthorizationSummary`]) so the API server keeps what the authz-server writes.
+pub fn with_pre_authorization(schema: &mut schemars::Schema) {
+    let generator = schemars::generate::SchemaSettings::openapi3()
+        .with(|s| {
+            s.inline_subschemas = true;
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let mut summary = generator.into_root_schema_for::<PreAuthorizationSummary>();
+    summary.remove("title");
+    if let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        properties.insert(PRE_AUTHORIZATION_STATUS.into(), summary.to_value());
+    }
+}

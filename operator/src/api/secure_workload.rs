@@ -567,6 +567,8 @@ pub struct SecureWorkloadStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkloadPhase {
     Pending,
+// `preAuthorization` is the authz-server's, in the schema only (see `PreAuthorizationSummary`).
+#[schemars(transform = super::permission_group::with_pre_authorization)]
     Progressing,
     Running,
     Degraded,

@@ -72,6 +72,27 @@ pub struct PodRecord {
     /// When the last revocation attempt began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revoke_at: Option<Timestamp>,
+    /// Where the pod stands after its last step (for the SecureWorkload's summary).
+    #[serde(default)]
+    pub state: PodState,
+    /// The newest failure of the pod's grants, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_at: Option<Timestamp>,
+}
+
+/// Where a pod's grants stand after its last step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PodState {
+    /// Waiting on a provider (a pending grant), or not stepped yet.
+    #[default]
+    Pending,
+    /// Every permission granted: the pod may start.
+    Granted,
+    /// The last step failed: refused, an outage (backing off), an open breaker, a provider the
+    /// tenant may not use.
+    Failed,
 }
 
 /// A write lost against a concurrent one.
@@ -104,6 +125,39 @@ pub struct ProviderSettings {
     pub provider: Provider,
     pub poll_interval: Duration,
     pub grant_timeout: Duration,
+    /// Tenants that may use it (operator config `authorizationProviders.<name>.tenants`); empty:
+    /// all.
+    pub tenants: Vec<String>,
+}
+
+impl ProviderSettings {
+    /// Whether pods of `tenant` may be granted through this provider.
+    pub fn allows(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
+    }
+}
+
+/// Why a permission of `group` cannot be asked for at all for pods of `tenant`: its provider is
+/// not configured or not open to the tenant. Checked before any request, and mirrored into the
+/// group's status by the server.
+pub fn unusable(
+    providers: &BTreeMap<String, ProviderSettings>,
+    group: &GroupSpec,
+    permission: &Permission,
+    tenant: &str,
+) -> Option<String> {
+    let name = &permission.provider;
+    match providers.get(name) {
+        None => Some(format!(
+            "PermissionGroup {}/{} permission {}: provider {name:?} is not configured (operator config authorizationProviders)",
+            group.namespace, group.name, permission.name
+        )),
+        Some(settings) if !settings.allows(tenant) => Some(format!(
+            "PermissionGroup {}/{} permission {}: provider {name:?} is not open to tenant {tenant:?} (operator config authorizationProviders.{name}.tenants)",
+            group.namespace, group.name, permission.name
+        )),
+        Some(_) => None,
+    }
 }
 
 /// A group of the pod's SecureWorkload, as read from the cluster.
@@ -143,6 +197,8 @@ pub struct Counters {
     pub revoke_abandoned: std::sync::atomic::AtomicU64,
     pub backoff_waits: std::sync::atomic::AtomicU64,
     pub breaker_refusals: std::sync::atomic::AtomicU64,
+    /// Permissions refused because their provider is not open to the pod's tenant.
+    pub provider_refusals: std::sync::atomic::AtomicU64,
 }
 
 fn bump(counter: &std::sync::atomic::AtomicU64) {
@@ -204,6 +260,8 @@ impl<S: Store> Engine<S> {
 
         let mut answer = Answer::Granted;
         let mut transient = None;
+        // The newest failure of this step, for the pod's state and the workload's summary.
+        let mut failure: Option<String> = None;
         for group in groups {
             let key = Breaker::key(&group.namespace, &group.name);
             let reset = group.reset.clone();
@@ -218,6 +276,12 @@ impl<S: Store> Engine<S> {
             }
             if breaker.is_open() {
                 bump(&self.counters.breaker_refusals);
+                failure = Some(format!(
+                    "PermissionGroup {}/{} is open: {}",
+                    group.namespace,
+                    group.name,
+                    breaker.last_failure.as_deref().unwrap_or("unknown")
+                ));
                 let message = format!(
                     "PermissionGroup {} is open after {} consecutive failures ({}): fix it, then `kubectl annotate pg/{} scs.dev/authz-reset=$(date +%s) --overwrite`",
                     group.name,
@@ -254,9 +318,25 @@ impl<S: Store> Engine<S> {
                         permission.provider
                     );
                     self.fail_permanently(&key, grant, &why, notes).await?;
+                    failure = Some(why.clone());
                     answer = merge(answer, waiting(Duration::from_secs(30), &why));
                     continue;
                 };
+                // A provider of another tenant's: refused before any request. Not counted against
+                // the breaker (the provider was never asked; the platform's list must change).
+                if !settings.allows(&record.pod.tenant) {
+                    let why = unusable(&self.providers, group, permission, &record.pod.tenant).unwrap_or_default();
+                    if grant.state != "Failed" || grant.message.as_deref() != Some(why.as_str()) {
+                        notes.push(Note { warning: true, reason: "ProviderNotAllowed", message: why.clone() });
+                    }
+                    grant.state = "Failed".into();
+                    grant.message = Some(why.clone());
+                    grant.requested_at = None;
+                    bump(&self.counters.provider_refusals);
+                    failure = Some(why.clone());
+                    answer = merge(answer, waiting(Duration::from_secs(60), &why));
+                    continue;
+                }
                 let outcome = match (&grant.id, grant.requested_at) {
                     (Some(id), Some(since)) if grant.state == "Pending" => {
                         if now.duration_since(since).unsigned_abs() > settings.grant_timeout {
@@ -308,6 +388,7 @@ impl<S: Store> Engine<S> {
                     Outcome::Permanent(why) => {
                         let why = format!("{group_ref}/{}: {} refused: {why}", permission.name, permission.provider);
                         self.fail_permanently(&key, grant, &why, notes).await?;
+                        failure = Some(why.clone());
                         answer = merge(answer, waiting(Duration::from_secs(30), &why));
                     }
                     Outcome::Transient(why) => {
@@ -317,6 +398,7 @@ impl<S: Store> Engine<S> {
                         grant.state = if grant.id.is_some() { "Pending" } else { "Failed" }.into();
                         grant.message = Some(why.clone());
                         bump(&self.counters.failed);
+                        failure = Some(why.clone());
                         transient = Some(why);
                     }
                 }
@@ -329,6 +411,15 @@ impl<S: Store> Engine<S> {
             answer = merge(answer, waiting(wait, &message));
         } else if answer == Answer::Granted {
             record.backoff.reset();
+        }
+        record.state = match (&answer, &failure) {
+            (Answer::Granted, _) => PodState::Granted,
+            (_, Some(_)) => PodState::Failed,
+            (_, None) => PodState::Pending,
+        };
+        if let Some(why) = failure {
+            record.last_failure = Some(why);
+            record.last_failure_at = Some(now);
         }
         match self.store.put_record(&pod.uid, &record, version.as_deref()).await? {
             Ok(new) => version = Some(new),
@@ -494,6 +585,11 @@ impl MemoryStore {
     /// Number of records (tests).
     pub fn records(&self) -> usize {
         self.records.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Every record (tests: what a workload's summary is counted from).
+    pub fn all_records(&self) -> Vec<PodRecord> {
+        self.records.lock().map(|r| r.values().map(|(record, _)| record.clone()).collect()).unwrap_or_default()
     }
 }
 

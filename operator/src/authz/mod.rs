@@ -9,6 +9,7 @@
 //! - [`identity`]: who is calling, from a TokenReview and the live pod.
 //! - [`server`]: `scs-operator authz-server` (HTTP endpoint, revocation controller, sweep).
 //! - [`client`]: `scs-operator authorize`, the init container's loop.
+//! - [`summary`]: `status.preAuthorization` of a SecureWorkload, counted from the records.
 
 //!
 //! UNFINISHED (issue 18): the authz-server serves plain HTTP (the init container's token is
@@ -26,6 +27,7 @@ pub mod init;
 pub mod provider;
 pub mod reset;
 pub mod server;
+pub mod summary;
 
 /// Finalizer on pods that carry the authorize init container: their grants are revoked before
 /// the pod object goes.

@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
@@ -26,21 +26,36 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::breaker::Breaker;
-use super::engine::{Answer, Conflict, Engine, GroupSpec, Note, PodRecord, ProviderSettings, Revocation, Store};
+use super::engine::{self, Answer, Conflict, Engine, GroupSpec, Note, PodRecord, ProviderSettings, Revocation, Store};
 use super::identity::{self, Claimed, Reviewed};
 use super::provider::Provider;
+use super::summary::{self, Dirty};
 use super::{FINALIZER, GRANTS_ANNOTATION};
-use crate::api::{AUTHZ_RESET_ANNOTATION, PermissionGroup, SecureWorkload};
+use crate::api::{AUTHZ_RESET_ANNOTATION, PRE_AUTHORIZATION_STATUS, PermissionGroup, SecureWorkload};
 use crate::builders::labels;
 use crate::clock::Clock;
 use crate::config::OperatorConfig;
+use crate::controller::conditions;
 
 /// ConfigMap holding every group's breaker.
 pub const BREAKERS_CONFIGMAP: &str = "scs-authz-breakers";
 /// Label of the per-pod record ConfigMaps.
 pub const RECORD_LABEL: &str = "scs.dev/authz-record";
-/// Label on every ConfigMap the server writes (its RBAC is scoped to its namespace).
+/// Key of the record in a record ConfigMap.
 const RECORD_KEY: &str = "record";
+/// Labels of a record ConfigMap naming the pod's namespace and SecureWorkload, so one workload's
+/// records are listed by selector (not `scs.dev/workload`: the operator's child watches key on it).
+pub const RECORD_NAMESPACE_LABEL: &str = "scs.dev/authz-namespace";
+pub const RECORD_WORKLOAD_LABEL: &str = "scs.dev/authz-workload";
+/// Field manager of the SecureWorkload status summary (server-side apply): the operator's own
+/// status apply (`scs-operator`) never names `status.preAuthorization`, so neither wipes the other.
+pub const SUMMARY_MANAGER: &str = "scs-authz-server";
+/// Least time between two summary writes of one workload by one replica: pod events only mark
+/// the workload; a flush this often writes what changed.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
+/// Condition on a PermissionGroup: whether every permission's provider may be used by the group's
+/// tenant (`authorizationProviders.<name>.tenants`) and is configured at all.
+pub const PROVIDERS_ALLOWED: &str = "ProvidersAllowed";
 
 /// `(group, resource, verbs)` the server uses cluster-wide; `manifests/base/authz-server.yaml`
 /// grants exactly these (operator/tests/manifests.rs).
@@ -51,6 +66,7 @@ pub const CLUSTER_GRANTS: &[(&str, &str, &[&str])] = &[
     ("scs.dev", "secureworkloads", &["get"]),
     ("scs.dev", "permissiongroups", &["get"]),
     ("scs.dev", "permissiongroups/status", &["patch"]),
+    ("scs.dev", "secureworkloads/status", &["patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 /// What it uses in its own namespace.
@@ -103,10 +119,19 @@ impl Store for KubeStore {
     ) -> Result<Result<String, Conflict>, String> {
         let mut map = ConfigMap::default();
         map.metadata.name = Some(record_name(uid));
-        map.metadata.labels = Some(BTreeMap::from([
+        let mut record_labels = BTreeMap::from([
             (RECORD_LABEL.to_string(), "true".to_string()),
             (labels::MANAGED_BY.to_string(), labels::OPERATOR.to_string()),
-        ]));
+        ]);
+        // Namespace and workload names are label-sized (the workload's is a pod label already).
+        for (key, value) in
+            [(RECORD_NAMESPACE_LABEL, &record.pod.namespace), (RECORD_WORKLOAD_LABEL, &record.pod.workload)]
+        {
+            if !value.is_empty() && value.len() <= 63 {
+                record_labels.insert(key.to_string(), value.clone());
+            }
+        }
+        map.metadata.labels = Some(record_labels);
         map.metadata.resource_version = version.map(String::from);
         let text = serde_json::to_string(record).map_err(|e| e.to_string())?;
         map.data = Some(BTreeMap::from([(RECORD_KEY.to_string(), text)]));
@@ -195,6 +220,9 @@ struct Server {
     audience: String,
     settings: Settings,
     reporter: Reporter,
+    /// Workloads whose status summary is to be looked at by the next flush.
+    dirty: Dirty,
+    summary_writes: std::sync::atomic::AtomicU64,
 }
 
 /// Reads the providers' credentials (the `token` key of each provider's Secret).
@@ -228,6 +256,7 @@ async fn providers(
                 },
                 poll_interval: Duration::from_secs(provider.poll_interval_seconds.into()),
                 grant_timeout: Duration::from_secs(provider.grant_timeout_seconds.into()),
+                tenants: provider.tenants.clone(),
             },
         );
     }
@@ -257,6 +286,8 @@ pub async fn run(
         audience: config.pre_authorization.token_audience.clone(),
         reporter: Reporter { controller: "scs-authz-server".into(), instance: Some(settings.replica.clone()) },
         settings: settings.clone(),
+        dirty: Dirty::default(),
+        summary_writes: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(settings.address).await?;
     info!(address = %settings.address, "authz-server listening");
@@ -300,10 +331,20 @@ pub async fn run(
             }
         }
     };
+    let summarizing = {
+        let server = server.clone();
+        async move {
+            loop {
+                tokio::time::sleep(SUMMARY_INTERVAL).await;
+                server.flush_summaries().await;
+            }
+        }
+    };
     tokio::select! {
         _ = serving => {}
         _ = revoking => {}
         _ = sweeping => {}
+        _ = summarizing => {}
     }
     Ok(())
 }
@@ -455,8 +496,14 @@ impl Server {
         }
         let mut notes = Vec::new();
         let answer = self.engine.authorize(&identity, &groups, &mut notes).await.map_err(Refusal::Internal)?;
-        for name in &names {
-            self.publish_breaker(&groups_api, &namespace, name).await;
+        self.dirty.mark(&namespace, &identity.workload);
+        for group in &groups {
+            let unusable: Vec<String> = group
+                .permissions
+                .iter()
+                .filter_map(|p| engine::unusable(&self.engine.providers, group, p, &identity.tenant))
+                .collect();
+            self.publish_group_status(&groups_api, &namespace, &group.name, &identity.tenant, &unusable).await;
         }
         for note in notes {
             self.event(&pod, &note).await;
@@ -475,15 +522,34 @@ impl Server {
         Ok(answer)
     }
 
-    /// Mirrors the group's breaker (kept in scs-system) into its status, when it differs.
-    async fn publish_breaker(&self, groups: &Api<PermissionGroup>, namespace: &str, name: &str) {
+    /// Mirrors the group's breaker (kept in scs-system) into its status, and whether its
+    /// providers are open to the tenant (`ProvidersAllowed`), when either differs.
+    async fn publish_group_status(
+        &self,
+        groups: &Api<PermissionGroup>,
+        namespace: &str,
+        name: &str,
+        tenant: &str,
+        unusable: &[String],
+    ) {
         let Ok(breaker) = self.engine.store.get_breaker(&Breaker::key(namespace, name)).await else { return };
         let Ok(Some(group)) = groups.get_opt(name).await else { return };
         let status = group.status.unwrap_or_default();
         let failures = i32::try_from(breaker.failures).unwrap_or(i32::MAX);
+        let allowed = if unusable.is_empty() {
+            let message = format!("every provider is open to tenant {tenant:?}");
+            conditions::condition(PROVIDERS_ALLOWED, true, "Allowed", message, group.metadata.generation)
+        } else {
+            let message = unusable.join("; ");
+            conditions::condition(PROVIDERS_ALLOWED, false, "ProviderNotAllowed", message, group.metadata.generation)
+        };
+        // Other conditions stay as they are; ours keeps its transition time while unchanged.
+        let mut next: Vec<_> = status.conditions.iter().filter(|c| c.type_ != PROVIDERS_ALLOWED).cloned().collect();
+        next.extend(conditions::merge(&status.conditions, vec![allowed]));
         if status.breaker.as_deref() == Some(breaker.state())
             && status.consecutive_failures == Some(failures)
             && status.last_failure == breaker.last_failure
+            && conditions::same(&status.conditions, &next)
         {
             return;
         }
@@ -491,6 +557,7 @@ impl Server {
             "breaker": breaker.state(),
             "consecutiveFailures": failures,
             "lastFailure": breaker.last_failure,
+            "conditions": next,
         }});
         if let Err(error) = groups.patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await {
             warn!(%error, group = name, "could not write the PermissionGroup status");
@@ -517,6 +584,9 @@ impl Server {
             return Action::await_change();
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // The pod leaves its workload's summary (counted once its record is claimed or gone).
+        let workload = pod.labels().get(labels::WORKLOAD).cloned().unwrap_or_default();
+        self.dirty.mark(&pod.namespace().unwrap_or_default(), &workload);
         match self.engine.revoke(&uid).await {
             Ok(Revocation::Done) => {
                 self.event(
@@ -573,9 +643,73 @@ impl Server {
                 continue;
             }
             let result = self.engine.revoke(&record.pod.uid).await;
+            self.dirty.mark(&record.pod.namespace, &record.pod.workload);
             info!(pod = %format!("{}/{}", record.pod.namespace, record.pod.name), ?result, "swept the grants of a pod that is gone");
         }
         Ok(())
+    }
+
+    /// Writes the summary of every workload marked since the last flush.
+    async fn flush_summaries(&self) {
+        for (namespace, name) in self.dirty.take() {
+            match self.write_summary(&namespace, &name).await {
+                // Look once more next time: another replica may have written from older records
+                // just before this one, and its write must not be the last word.
+                Ok(true) => self.dirty.mark(&namespace, &name),
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(%error, workload = %format!("{namespace}/{name}"), "could not write the pre-authorization summary");
+                    self.dirty.mark(&namespace, &name);
+                }
+            }
+        }
+    }
+
+    /// Counts the workload's records into `status.preAuthorization` and applies it when it
+    /// differs from what the status says; returns whether it wrote.
+    async fn write_summary(&self, namespace: &str, name: &str) -> Result<bool, kube::Error> {
+        let resource = ApiResource::erase::<SecureWorkload>(&());
+        // Untyped: the operator's status type does not carry the summary (see
+        // `PreAuthorizationSummary`).
+        let workloads: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let Some(workload) = workloads.get_opt(name).await? else { return Ok(false) };
+        let groups: Vec<String> = workload.data["spec"]["preAuthorization"]["permissionGroups"]
+            .as_array()
+            .map(|names| names.iter().filter_map(|n| n.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let current = workload.data["status"].get(PRE_AUTHORIZATION_STATUS).cloned();
+        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let selector =
+            format!("{RECORD_LABEL}=true,{RECORD_NAMESPACE_LABEL}={namespace},{RECORD_WORKLOAD_LABEL}={name}");
+        let records: Vec<PodRecord> = configmaps
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+            .iter()
+            .filter_map(|map| map.data.as_ref()?.get(RECORD_KEY))
+            .filter_map(|text| serde_json::from_str(text).ok())
+            .collect();
+        let mut open = Vec::new();
+        for group in &groups {
+            if self.engine.store.get_breaker(&Breaker::key(namespace, group)).await.is_ok_and(|b| b.is_open()) {
+                open.push(group.clone());
+            }
+        }
+        // A workload that names no group and has no records left carries no summary.
+        let next = (!groups.is_empty() || !records.is_empty())
+            .then(|| serde_json::to_value(summary::summarize(&records, open)).unwrap_or_default());
+        if next == current {
+            return Ok(false);
+        }
+        let status = match next {
+            Some(summary) => json!({PRE_AUTHORIZATION_STATUS: summary}),
+            // Applying without the field gives it up, and the API server drops it.
+            None => json!({}),
+        };
+        let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SecureWorkload", "status": status});
+        workloads.patch_status(name, &PatchParams::apply(SUMMARY_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        self.summary_writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(true)
     }
 
     fn metrics(&self) -> String {
@@ -601,6 +735,16 @@ impl Server {
                 "scs_authz_breaker_refusals_total",
                 "Authorize calls refused by an open breaker",
                 c.breaker_refusals.load(Relaxed),
+            ),
+            (
+                "scs_authz_provider_refusals_total",
+                "Permissions refused because their provider is not open to the pod's tenant",
+                c.provider_refusals.load(Relaxed),
+            ),
+            (
+                "scs_authz_summary_writes_total",
+                "SecureWorkload status summaries written",
+                self.summary_writes.load(Relaxed),
             ),
         ] {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
