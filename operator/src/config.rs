@@ -258,11 +258,22 @@ pub struct GpuVendorConfig {
     pub resource_name: String,
     /// Node label carrying the device model, used for `gpu.model` node affinity.
     pub model_node_label: String,
+    /// Node label that must be `"true"` on nodes this vendor's pods may use: the device plugin's
+    /// driver and model certification (`scs.dev/gpu-certified`). Empty: no such requirement, for
+    /// clusters whose GPU nodes are not labelled by our device plugin.
+    #[serde(default = "default_certified_node_label")]
+    pub certified_node_label: String,
     /// The sandbox class of pods using this vendor's devices (passthrough needs a class built for
     /// it, e.g. kata-deploy's `kata-qemu-nvidia-gpu`); the operator creates it like the plain one.
     /// Absent: such pods use the tenant's class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class: Option<RuntimeClassConfig>,
+}
+
+/// The label the device plugin writes with its certification verdict
+/// (`device_plugin::certify::CERTIFIED_LABEL`).
+fn default_certified_node_label() -> String {
+    "scs.dev/gpu-certified".into()
 }
 
 impl Default for OperatorConfig {
@@ -310,6 +321,7 @@ impl Default for GpuConfig {
             nvidia: GpuVendorConfig {
                 resource_name: "nvidia.com/gpu".into(),
                 model_node_label: "nvidia.com/gpu.product".into(),
+                certified_node_label: default_certified_node_label(),
                 runtime_class: Some(RuntimeClassConfig {
                     name: "kata-qemu-nvidia-gpu".into(),
                     handler: "kata-qemu-nvidia-gpu".into(),
@@ -319,6 +331,7 @@ impl Default for GpuConfig {
             kunlun: GpuVendorConfig {
                 resource_name: "kunlunxin.com/xpu".into(),
                 model_node_label: "kunlunxin.com/xpu.product".into(),
+                certified_node_label: default_certified_node_label(),
                 runtime_class: None,
             },
             allowed_models: Vec::new(),
@@ -427,6 +440,13 @@ impl OperatorConfig {
                 return Err((
                     format!("gpu.{vendor}.resourceName"),
                     "an extended resource name needs a domain, e.g. nvidia.com/gpu".into(),
+                ));
+            }
+            if !spec.certified_node_label.is_empty() && !is_label_key(&spec.certified_node_label) {
+                return Err((
+                    format!("gpu.{vendor}.certifiedNodeLabel"),
+                    "must be a label key (e.g. scs.dev/gpu-certified), or empty for no certification requirement"
+                        .into(),
                 ));
             }
         }
@@ -566,6 +586,18 @@ fn regex_lite_subdomain(name: &str) -> bool {
         })
 }
 
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters
+/// (alphanumerics, `-`, `_`, `.`, alphanumeric at both ends).
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = key.rsplit_once('/').map_or((None, key), |(p, n)| (Some(p), n));
+    let alnum = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    prefix.is_none_or(regex_lite_subdomain)
+        && name.len() <= 63
+        && alnum(name.as_bytes().first())
+        && alnum(name.as_bytes().last())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +614,31 @@ mod tests {
         assert_eq!(config.runtime_class.node_selector["katacontainers.io/kata-runtime"], "true");
         assert_eq!(config.gpu.nvidia.resource_name, "nvidia.com/gpu");
         assert_eq!(config.storage_tiers["capacity"].storage_class_name, "standard");
+    }
+
+    #[test]
+    fn gpu_certification_label_defaults_on_and_can_be_turned_off() {
+        let config = OperatorConfig::default();
+        assert_eq!(config.gpu.nvidia.certified_node_label, crate::device_plugin::certify::CERTIFIED_LABEL);
+        assert_eq!(config.gpu.kunlun.certified_node_label, "scs.dev/gpu-certified");
+        let vendor = |extra: &str| {
+            format!(
+                "gpu:\n  nvidia:\n    resourceName: nvidia.com/gpu\n    modelNodeLabel: nvidia.com/gpu.product\n{extra}"
+            )
+        };
+        // A vendor block that leaves it out keeps the default.
+        let kept = OperatorConfig::from_yaml(&vendor("")).unwrap();
+        assert_eq!(kept.gpu.nvidia.certified_node_label, "scs.dev/gpu-certified");
+        let off = OperatorConfig::from_yaml(&vendor("    certifiedNodeLabel: \"\"\n")).unwrap();
+        assert_eq!(off.gpu.nvidia.certified_node_label, "");
+        let other = OperatorConfig::from_yaml(&vendor("    certifiedNodeLabel: example.com/gpu-ok\n")).unwrap();
+        assert_eq!(other.gpu.nvidia.certified_node_label, "example.com/gpu-ok");
+        for bad in ["Bad Label", "example.com/", "-x", "UPPER_CASE.example/x", "a/b/c"] {
+            let (path, message) =
+                OperatorConfig::from_yaml(&vendor(&format!("    certifiedNodeLabel: \"{bad}\"\n"))).unwrap_err();
+            assert_eq!(path, "gpu.nvidia.certifiedNodeLabel", "{bad}");
+            assert!(message.contains("must be a label key"), "{bad}: {message}");
+        }
     }
 
     #[test]

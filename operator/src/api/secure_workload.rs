@@ -294,6 +294,8 @@ impl WorkloadKind {
 
 /// Accelerators for a workload.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.cuda) || self.vendor == 'nvidia'")
+    .message("cuda applies to vendor nvidia only: Kunlun XPUs have no CUDA driver").field_path(".cuda"))]
 #[serde(rename_all = "camelCase")]
 pub struct GpuRequest {
     /// `nvidia` or `kunlun`; mapped to an extended resource through the operator configuration.
@@ -313,6 +315,55 @@ pub struct GpuRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub container: Option<String>,
+
+    /// NVIDIA only: bounds on the CUDA version the node's driver supports, from the node label
+    /// `scs.dev/cuda-driver-version` the device plugin writes. `min`: the CUDA version the image is
+    /// built with; `max`: e.g. `11.2` to stay on the certified stack (driver 450.80.02).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<CudaRange>,
+}
+
+/// Node label holding the CUDA version a node's NVIDIA driver supports, as NVIDIA encodes it
+/// (`1000 * major + 10 * minor`: CUDA 11.2 is `11020`), so node affinity's `Gt`/`Lt`, which
+/// compare integers only, can bound it. Written by the device plugin.
+pub const CUDA_DRIVER_VERSION_LABEL: &str = "scs.dev/cuda-driver-version";
+
+/// CEL rule on a CUDA version: `major.minor`, no leading zeros.
+const CUDA_VERSION_RULE: &str = "self.matches('^[1-9][0-9]?[.](0|[1-9][0-9]?)$')";
+const CUDA_VERSION_MESSAGE: &str = "must be a CUDA version major.minor, e.g. 11.2";
+
+/// CUDA versions a node's driver must support, both ends included (`major.minor`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.min) || has(self.max)").message("set min, max or both"))]
+// Compared only once both are versions: a malformed one has its own message.
+#[x_kube(validation = Rule::new(
+    "!has(self.min) || !has(self.max) || !self.min.matches('^[0-9]+[.][0-9]+$') || !self.max.matches('^[0-9]+[.][0-9]+$') || int(self.min.split('.')[0]) * 100 + int(self.min.split('.')[1]) <= int(self.max.split('.')[0]) * 100 + int(self.max.split('.')[1])"
+).message("min must not exceed max").field_path(".min"))]
+#[serde(rename_all = "camelCase")]
+pub struct CudaRange {
+    /// The node's driver must support at least this CUDA version, e.g. `11.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 5))]
+    #[x_kube(validation = Rule::new(CUDA_VERSION_RULE).message(CUDA_VERSION_MESSAGE))]
+    pub min: Option<String>,
+
+    /// The node's driver must support at most this CUDA version, e.g. `11.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 3, max = 5))]
+    #[x_kube(validation = Rule::new(CUDA_VERSION_RULE).message(CUDA_VERSION_MESSAGE))]
+    pub max: Option<String>,
+}
+
+/// `major.minor` in NVIDIA's integer encoding (`11.2` → `11020`), the form of
+/// [`CUDA_DRIVER_VERSION_LABEL`]; `None` unless it is one (minor below 100).
+pub fn cuda_version_number(version: &str) -> Option<u32> {
+    let (major, minor) = version.trim().split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(major) || !digits(minor) {
+        return None;
+    }
+    let (major, minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+    (major > 0).then_some(major * 1000 + minor * 10)
 }
 
 /// Accelerator vendor.
@@ -601,4 +652,20 @@ pub struct RevisionSummary {
     /// What changed from the revision before, e.g. `image app: 1.0 → 1.1`.
     #[serde(default)]
     pub summary: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cuda_version_number;
+
+    #[test]
+    fn cuda_versions_use_nvidias_integer_encoding() {
+        assert_eq!(cuda_version_number("11.2"), Some(11020));
+        assert_eq!(cuda_version_number("11.0"), Some(11000));
+        assert_eq!(cuda_version_number("12.10"), Some(12100));
+        assert_eq!(cuda_version_number(" 9.2\n"), Some(9020));
+        for bad in ["", "11", "11.", ".2", "11.2.1", "x.2", "11.x", "0.5", "-1.2", "100.1", "11.100", "+1.2"] {
+            assert_eq!(cuda_version_number(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::api::{SecureWorkload, Tenant, WorkloadKind};
+use crate::api::{CUDA_DRIVER_VERSION_LABEL, CudaRange, SecureWorkload, Tenant, WorkloadKind, cuda_version_number};
 use crate::builders::network_attachment::static_attachment_name;
 use crate::config::OperatorConfig;
 use crate::images::ImagePolicy;
@@ -114,6 +114,17 @@ pub fn pod_template(
                 values: Some(vec![model.clone()]),
             });
         }
+        // Only nodes whose driver and models the device plugin certified (unless configured off).
+        if !vendor.certified_node_label.is_empty() {
+            requirements.push(NodeSelectorRequirement {
+                key: vendor.certified_node_label.clone(),
+                operator: "In".into(),
+                values: Some(vec!["true".into()]),
+            });
+        }
+        if let Some(cuda) = &gpu.cuda {
+            requirements.extend(cuda_requirements(cuda));
+        }
         require_on_nodes(pod.affinity.get_or_insert_with(Affinity::default), requirements);
     }
 
@@ -164,6 +175,24 @@ pub fn pull_settings(template: &mut PodTemplateSpec, tenant: &Tenant, config: &O
             references.push(LocalObjectReference { name: name.clone() });
         }
     }
+}
+
+/// `Gt`/`Lt` on the node's CUDA driver version label (integers, and strict: the bounds are moved
+/// by one so both ends are included). A node without the label matches neither.
+fn cuda_requirements(cuda: &CudaRange) -> Vec<NodeSelectorRequirement> {
+    let bound = |version: &Option<String>, operator: &str, step: i64| {
+        version.as_ref().map(|version| {
+            // Unreachable past the CRD's rule; should one get here, the API server refuses the
+            // child with the raw value rather than the constraint being dropped.
+            let value = cuda_version_number(version).map_or(version.clone(), |n| (i64::from(n) + step).to_string());
+            NodeSelectorRequirement {
+                key: CUDA_DRIVER_VERSION_LABEL.into(),
+                operator: operator.into(),
+                values: Some(vec![value]),
+            }
+        })
+    };
+    bound(&cuda.min, "Gt", -1).into_iter().chain(bound(&cuda.max, "Lt", 1)).collect()
 }
 
 /// ANDs `requirements` into every required node-selector term (terms are ORed, so adding to each

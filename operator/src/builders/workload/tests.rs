@@ -112,6 +112,7 @@ fn gpu_resources_and_node_affinity() {
         json!([{"matchExpressions": [
             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
             {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["Tesla-T4"]},
+            {"key": "scs.dev/gpu-certified", "operator": "In", "values": ["true"]},
         ]}])
     );
     let kunlun = super::super::workload::workload_children(
@@ -164,8 +165,66 @@ template:
     for term in terms.as_array().unwrap() {
         let keys: Vec<&str> =
             term["matchExpressions"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
-        assert_eq!(keys, ["zone", "kubernetes.io/arch"]);
+        assert_eq!(keys, ["zone", "kubernetes.io/arch", "scs.dev/gpu-certified"]);
     }
+}
+
+fn required_terms(children: &[Child]) -> &Value {
+    &pod_spec(find(children, "Deployment", "web"))["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+}
+
+#[test]
+fn gpu_pods_require_certified_nodes_unless_configured_off() {
+    let spec = format!("kind: Deployment\ngpu: {{vendor: kunlun, count: 1}}\n{POD}");
+    let children = workload_children(&workload(&spec), &tenant(), &OperatorConfig::default());
+    assert_eq!(
+        required_terms(&children),
+        &json!([{"matchExpressions": [
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+            {"key": "scs.dev/gpu-certified", "operator": "In", "values": ["true"]},
+        ]}])
+    );
+    // A cluster whose GPU nodes are labelled some other way turns it off, per vendor.
+    let mut config = OperatorConfig::default();
+    config.gpu.kunlun.certified_node_label = String::new();
+    let children = workload_children(&workload(&spec), &tenant(), &config);
+    assert_eq!(
+        required_terms(&children),
+        &json!([{"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}])
+    );
+    config.gpu.kunlun.certified_node_label = "example.com/xpu-ok".into();
+    let children = workload_children(&workload(&spec), &tenant(), &config);
+    assert_eq!(required_terms(&children)[0]["matchExpressions"][1]["key"], "example.com/xpu-ok");
+    // Pods without GPUs get no affinity at all.
+    let plain = build("kind: Deployment\n");
+    assert!(pod_spec(find(&plain, "Deployment", "web")).get("affinity").is_none());
+}
+
+#[test]
+fn cuda_bounds_become_integer_node_affinity_including_both_ends() {
+    let cuda = |range: &str| {
+        let children = build(&format!("kind: Deployment\ngpu: {{vendor: nvidia, count: 1, cuda: {range}}}\n"));
+        let expressions = required_terms(&children)[0]["matchExpressions"].as_array().unwrap().clone();
+        expressions.into_iter().filter(|e| e["key"] == "scs.dev/cuda-driver-version").collect::<Vec<_>>()
+    };
+    // CUDA 11.0 up to and including 11.2: 11000 <= version <= 11020.
+    assert_eq!(
+        cuda("{min: '11.0', max: '11.2'}"),
+        [
+            json!({"key": "scs.dev/cuda-driver-version", "operator": "Gt", "values": ["10999"]}),
+            json!({"key": "scs.dev/cuda-driver-version", "operator": "Lt", "values": ["11021"]}),
+        ]
+    );
+    assert_eq!(
+        cuda("{max: '11.2'}"),
+        [json!({"key": "scs.dev/cuda-driver-version", "operator": "Lt", "values": ["11021"]})]
+    );
+    assert_eq!(
+        cuda("{min: '12.10'}"),
+        [json!({"key": "scs.dev/cuda-driver-version", "operator": "Gt", "values": ["12099"]})]
+    );
+    assert!(cuda("{}").is_empty(), "no bounds, no expression (the CRD refuses an empty range)");
 }
 
 #[test]
