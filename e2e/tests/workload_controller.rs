@@ -174,11 +174,21 @@ async fn an_unchanged_workload_costs_no_writes() {
             .server
             .requests()
             .iter()
-            .any(|r| r.method == "GET" && r.path == "/apis/apps/v1/namespaces/acme-prod/deployments")
+            .any(|r| r.method == "GET" && r.path == "/apis/scs.dev/v1alpha1/namespaces/acme-prod/secureworkloads/web")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(env.harness.server.writes(""), vec![], "second pass must not write");
+    // Nor read its children: they come from the watch caches.
+    let child_reads: Vec<String> = env
+        .harness
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/apis/apps/v1/namespaces/acme-prod/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(child_reads, Vec::<String>::new(), "second pass must not read its children");
     env.harness.stop().await;
 }
 

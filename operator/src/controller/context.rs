@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
@@ -15,6 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
+use super::children::Children;
 use crate::api::{SdnNetwork, SecureWorkload, Tenant, TenantStatus};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
@@ -40,9 +40,9 @@ pub struct Context {
     /// Every SecureWorkload's metadata (set once the workload controller is built): which
     /// workloads share a namespace, and which of them is older.
     pub workloads: OnceLock<Store<PartialObjectMeta<SecureWorkload>>>,
-    /// The metadata of every namespace the operator manages (set once the tenant controller is
-    /// built).
-    pub namespaces: OnceLock<Store<PartialObjectMeta<Namespace>>>,
+    /// Watch caches of every child the operator manages (see [`super::children`]); namespaces
+    /// included.
+    pub children: Arc<Children>,
     /// Who publishes our Events. A [`Recorder`] is made per Event: its aggregation cache keeps
     /// every published Event for six minutes and scans them all on each publish, which at ten
     /// thousand workloads cost megabytes and CPU, while we publish only on transitions (there are
@@ -175,7 +175,7 @@ impl Context {
             tenants,
             networks,
             workloads: OnceLock::new(),
-            namespaces: OnceLock::new(),
+            children: Arc::default(),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),

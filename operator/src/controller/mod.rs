@@ -5,6 +5,7 @@
 //! watched as metadata only, selected by our `managed-by` label.
 
 pub mod backoff;
+pub mod children;
 pub mod client;
 pub mod cluster_cidrs;
 pub mod conditions;
@@ -33,7 +34,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -207,8 +208,6 @@ pub async fn run_with(
     health: Option<std::net::SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::OPERATOR));
-
     // Caches of tenants and networks, shared by the mappers and the reconcilers.
     // The caches are fed by their own task: reconcilers wait for them, so they must not depend on
     // any controller polling its triggers.
@@ -281,25 +280,22 @@ pub async fn run_with(
     let mut tenant_controller =
         Controller::for_stream(received(from_tenant_cache).applied_objects(), tenant_store.clone())
             .with_config(controller_config(&ctx.config));
-    // Tenant namespaces are also kept in a metadata cache: a workload's pass looks up whose its
-    // namespace is there instead of with a GET (one per pass was a fifth of the reads at scale).
-    let (namespace_store, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-    let _ = ctx.namespaces.set(namespace_store);
-    let namespace_changes = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), managed.clone())
-        .default_backoff()
-        .modify(|namespace| namespace.managed_fields_mut().clear())
-        .reflect(namespace_writer)
-        .touched_objects();
-    tenant_controller = tenant_controller
-        .watches_stream(namespace_changes, move |namespace: PartialObjectMeta<Namespace>| {
-            to_tenant(&namespace.metadata)
-        });
-    for kind in managed::kinds_of(managed::Scope::Tenant).into_iter().filter(|kind| kind.resource.kind != "Namespace") {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
-        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
+    // Every managed kind is watched once into the shared child caches (tenant namespaces
+    // included: a workload's pass looks up whose its namespace is there); each change triggers the
+    // controller that owns the kind once the cache holds it.
+    for kind in managed::kinds_of(managed::Scope::Tenant) {
         tenant_controller = tenant_controller.watches_stream_with(
-            stream,
-            move |child: PartialObjectMeta<DynamicObject>| to_tenant(&child.metadata),
+            ctx.children.watch(&client, &kind),
+            move |child: DynamicObject| to_tenant(&child.metadata),
+            kind.resource.clone(),
+        );
+    }
+    // The platform's own objects (the RuntimeClass) are cached too, so that tenants' passes need
+    // not read them; a change of them triggers nothing (every tenant pass ensures them).
+    for kind in managed::kinds_of(managed::Scope::Platform) {
+        tenant_controller = tenant_controller.watches_stream_with(
+            ctx.children.watch(&client, &kind),
+            |_: DynamicObject| None::<ObjectRef<DeserializeGuard<Tenant>>>,
             kind.resource.clone(),
         );
     }
@@ -379,11 +375,9 @@ pub async fn run_with(
     );
     // A network's own children (Kube-OVN Subnets) carry its name in a label.
     for kind in managed::kinds_of(managed::Scope::Network) {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
-        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
         network_controller = network_controller.watches_stream_with(
-            stream,
-            |child: PartialObjectMeta<DynamicObject>| {
+            ctx.children.watch(&client, &kind),
+            |child: DynamicObject| {
                 let network = child.metadata.labels.as_ref().and_then(|l| l.get(labels::NETWORK))?;
                 Some(ObjectRef::<DeserializeGuard<SdnNetwork>>::new(network))
             },
@@ -408,11 +402,9 @@ pub async fn run_with(
     let mut workload_controller =
         Controller::for_stream(workload_stream, workload_store.clone()).with_config(controller_config(&ctx.config));
     for kind in managed::kinds_of(managed::Scope::Workload) {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
-        let stream = watcher(api, managed.clone()).default_backoff().touched_objects();
         workload_controller = workload_controller.watches_stream_with(
-            stream,
-            |child: PartialObjectMeta<DynamicObject>| {
+            ctx.children.watch(&client, &kind),
+            |child: DynamicObject| {
                 let owner = child.metadata.labels.as_ref().and_then(|l| l.get(labels::WORKLOAD))?;
                 Some(
                     ObjectRef::<PartialObjectMeta<SecureWorkload>>::new(owner)
@@ -457,7 +449,7 @@ pub async fn run_with(
         .for_each(|result| reset_on_success(result, ctx.clone(), "SdnNetwork"));
     // Shared objects first, once, rather than by every tenant's first reconcile at the same time.
     for child in crate::builders::platform_children(&ctx.config) {
-        if let Err(error) = sync::ensure(&client, &child).await {
+        if let Err(error) = sync::ensure(&client, &ctx.children, &child).await {
             warn!(kind = %child.kind, name = %child.name, %error, "cannot ensure platform object yet; tenants retry");
         }
     }

@@ -33,6 +33,7 @@ fn selector(network: &str) -> String {
 
 pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(network) = super::readable(&guarded) else { return Ok(Action::await_change()) };
+    ctx.children.wait_until_listed(super::children::LIST_WAIT).await;
     let name = network.name_any();
     let generation = network.metadata.generation;
     let catalog = ctx.catalog();
@@ -124,6 +125,7 @@ async fn sync_subnet(
     let desired: Vec<Child> = kube_ovn_subnet(network, catalog).iter().map(Child::from_resource).collect();
     let report = sync::sync_children(
         &ctx.client,
+        &ctx.children,
         Scope::Network,
         None,
         &selector(&name),

@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::children::{APPLIED_HASH, Cached, Children, with_applied_hash};
 use super::diff::holds;
 use super::error::{Error, Result};
 use super::managed::{self, ManagedKind, Scope};
@@ -123,7 +124,7 @@ pub enum OnConflict {
 }
 
 /// The `key=value` requirements of a selector such as `a=b,c=d`.
-fn requirements(selector: &str) -> BTreeMap<String, String> {
+pub fn requirements(selector: &str) -> BTreeMap<String, String> {
     selector
         .split(',')
         .filter_map(|r| r.split_once('='))
@@ -190,19 +191,32 @@ fn kind_of(child: &Child) -> Result<ManagedKind> {
         .ok_or_else(|| Error::Other(format!("{} {} is not a managed kind", child.api_version, child.kind)))
 }
 
-/// Server-side applies `child` (field manager `scs-operator`, forced); returns the object.
+/// Server-side applies `child` (field manager `scs-operator`, forced) with its applied hash;
+/// returns the object.
 pub async fn apply(client: &Client, child: &Child) -> Result<DynamicObject> {
+    apply_object(client, child, &with_applied_hash(&child.object)).await
+}
+
+/// Server-side applies `object`, the body of `child` (carrying its applied hash).
+async fn apply_object(client: &Client, child: &Child, object: &serde_json::Value) -> Result<DynamicObject> {
     let kind = kind_of(child)?;
     let api = api_for(client, &kind, child.namespace.as_deref());
-    let applied = api.patch(&child.name, &PatchParams::apply(OPERATOR).force(), &Patch::Apply(&child.object)).await?;
+    let applied = api.patch(&child.name, &PatchParams::apply(OPERATOR).force(), &Patch::Apply(object)).await?;
     info!(kind = %child.kind, namespace = child.namespace.as_deref().unwrap_or(""), name = %child.name, "applied");
     Ok(applied)
 }
 
 /// Applies `child` unless the live object already holds it or was made by someone else. Returns
 /// whether it wrote.
-pub async fn ensure(client: &Client, child: &Child) -> Result<bool> {
+pub async fn ensure(client: &Client, children: &Children, child: &Child) -> Result<bool> {
     let kind = kind_of(child)?;
+    let desired = with_applied_hash(&child.object);
+    // Ours, cached and unchanged: nothing to read. (One made by someone else is not cached: ours
+    // carry our label.)
+    let cached = children.get(&kind, child.namespace.as_deref(), &child.name);
+    if cached.is_some() && matches!(children.judge(&child.kind, cached, &desired), Cached::Holds(_)) {
+        return Ok(false);
+    }
     let api = api_for(client, &kind, child.namespace.as_deref());
     if let Some(live) = api.get_opt(&child.name).await? {
         // One made by someone else (kata-deploy makes `kata-qemu` too) is used as it is, never
@@ -211,21 +225,24 @@ pub async fn ensure(client: &Client, child: &Child) -> Result<bool> {
             debug!(kind = %child.kind, name = %child.name, "exists and was not created by scs-operator; left as it is");
             return Ok(false);
         }
-        if holds(&serde_json::to_value(&live).unwrap_or_default(), &child.object) {
+        if holds(&serde_json::to_value(&live).unwrap_or_default(), &desired) {
+            children.remember(&child.kind, &live);
             return Ok(false);
         }
     }
-    apply(client, child).await?;
+    let written = apply_object(client, child, &desired).await?;
+    children.remember(&child.kind, &written);
     Ok(true)
 }
 
-async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> Result<()> {
+async fn delete(client: &Client, children: &Children, kind: &ManagedKind, object: &DynamicObject) -> Result<()> {
     let api = api_for(client, kind, object.namespace().as_deref());
     match api.delete(&object.name_any(), &DeleteParams::background()).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
+    children.forget(&kind.resource.kind, object.namespace().as_deref(), &object.name_any());
     info!(kind = %kind.resource.kind, namespace = object.namespace().unwrap_or_default(), name = %object.name_any(), "deleted");
     Ok(())
 }
@@ -236,8 +253,10 @@ async fn delete(client: &Client, kind: &ManagedKind, object: &DynamicObject) -> 
 /// (a GET, skipped inside a namespace this pass creates): when its name is taken by an object that
 /// is not ours it is reported in [`SyncReport::conflicts`] and, as `on_conflict` says, skipped or
 /// the whole sync writes nothing.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_children(
     client: &Client,
+    children: &Children,
     scope: Scope,
     namespace: Option<&str>,
     selector: &str,
@@ -246,13 +265,45 @@ pub async fn sync_children(
     keep: impl Fn(&str, &DynamicObject) -> bool,
 ) -> Result<SyncReport> {
     let kinds = managed::kinds_of(scope);
-    sync_children_of(client, &kinds, namespace, selector, desired, on_conflict, keep).await
+    sync_children_of(client, children, &kinds, namespace, selector, desired, on_conflict, keep).await
+}
+
+/// How a pass learnt a kind's live children.
+enum Listed {
+    /// From the watch cache: trimmed copies, judged by their applied hash (see [`Children::judge`]).
+    Cached,
+    /// From a LIST: whole objects, compared field by field.
+    Read,
+    /// The API server does not serve the kind.
+    Unserved,
+}
+
+/// The live children of `kind` that `selector` selects: from the cache when it has listed the
+/// kind, else with a LIST (a 404 meaning the API is not served at all: an optional CRD such as
+/// Multus' is not installed, so nothing of that kind can exist or be created).
+async fn live_children(
+    client: &Client,
+    children: &Children,
+    kind: &ManagedKind,
+    namespace: Option<&str>,
+    selector: &str,
+) -> Result<(Listed, Vec<DynamicObject>)> {
+    if let Some(cached) = children.selected(kind, namespace, &requirements(selector)) {
+        return Ok((Listed::Cached, cached.iter().map(|o| (**o).clone()).collect()));
+    }
+    match api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await {
+        Ok(list) => Ok((Listed::Read, list.items)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok((Listed::Unserved, Vec::new())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// [`sync_children`] over the managed `kinds` given: only objects of those kinds are listed, so
 /// only those can be deleted as leftovers.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_children_of(
     client: &Client,
+    children: &Children,
     kinds: &[ManagedKind],
     namespace: Option<&str>,
     selector: &str,
@@ -263,21 +314,11 @@ pub async fn sync_children_of(
     let mut report = SyncReport::default();
     let mut live_by_kind = Vec::new();
     let mut written_objects: Vec<(String, DynamicObject)> = Vec::new();
-    let mut served = Vec::new();
+    let mut listed = Vec::new();
     for kind in kinds {
-        // A 404 on a list means the API is not served at all (an optional CRD is not installed):
-        // nothing of that kind can exist, and none can be created.
-        match api_for(client, kind, namespace).list(&ListParams::default().labels(selector)).await {
-            Ok(list) => {
-                live_by_kind.push(list.items);
-                served.push(true);
-            }
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                live_by_kind.push(Vec::new());
-                served.push(false);
-            }
-            Err(e) => return Err(e.into()),
-        }
+        let (how, live) = live_children(client, children, kind, namespace, selector).await?;
+        live_by_kind.push(live);
+        listed.push(how);
     }
     let find_live = |live: &'_ [DynamicObject], child: &Child| -> Option<DynamicObject> {
         live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace).cloned()
@@ -292,10 +333,14 @@ pub async fn sync_children_of(
         })
         .collect();
     // Desired children whose name another object holds.
-    for ((kind, live), served) in kinds.iter().zip(&live_by_kind).zip(&served) {
+    for ((kind, live), how) in kinds.iter().zip(&live_by_kind).zip(&listed) {
         for child in desired.iter().filter(|c| is_of(c, kind)) {
             let fresh_namespace = child.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns));
-            if !served || kind.resource.kind == "Namespace" || fresh_namespace || find_live(live, child).is_some() {
+            if matches!(how, Listed::Unserved)
+                || kind.resource.kind == "Namespace"
+                || fresh_namespace
+                || find_live(live, child).is_some()
+            {
                 continue;
             }
             let api = api_for(client, kind, child.namespace.as_deref());
@@ -322,9 +367,9 @@ pub async fn sync_children_of(
     // Namespaces that turned out not to be ours: nothing goes into them.
     let mut blocked: BTreeSet<String> = BTreeSet::new();
     // Create and update in kind order (namespaces first) ...
-    for ((kind, live), served) in kinds.iter().zip(&live_by_kind).zip(&served) {
+    for ((kind, live), how) in kinds.iter().zip(&live_by_kind).zip(&listed) {
         for child in desired.iter().filter(|c| is_of(c, kind)) {
-            if !served {
+            if matches!(how, Listed::Unserved) {
                 let namespace = child.namespace.as_deref().map(|ns| format!("{ns}/")).unwrap_or_default();
                 report.unserved.push(format!("{} {namespace}{}", child.kind, child.name));
                 continue;
@@ -336,7 +381,10 @@ pub async fn sync_children_of(
             if conflicting || child.namespace.as_ref().is_some_and(|ns| blocked.contains(ns)) {
                 continue;
             }
-            let current = find_live(live, child);
+            let desired_object = with_applied_hash(&child.object);
+            let mut current = find_live(live, child);
+            // Whether `current` is the whole object (listed or read), not a trimmed cached copy.
+            let mut whole = matches!(how, Listed::Read);
             if current.is_none() && child.kind == "Namespace" {
                 // Create-only: a namespace someone else made meanwhile answers 409 and stays theirs.
                 if let Some(why) = create_namespace(client, kind, child, selector).await? {
@@ -351,31 +399,88 @@ pub async fn sync_children_of(
                     continue;
                 }
             }
+            if matches!(how, Listed::Cached) {
+                // The cache holds trimmed copies: whether the child needs a write is judged by its
+                // applied hash, and a whole object is read only to settle a suspicion or to patch a
+                // mostly immutable one.
+                let verdict = children.judge(&child.kind, current.clone().map(std::sync::Arc::new), &desired_object);
+                let read = match verdict {
+                    Cached::Holds(object) => {
+                        debug!(kind = %child.kind, name = %child.name, "unchanged");
+                        if current.is_none() {
+                            // Written by an earlier pass and not in the cache yet.
+                            written_objects.push((kind.resource.kind.clone(), (*object).clone()));
+                        }
+                        continue;
+                    }
+                    Cached::Suspect(why) => {
+                        debug!(kind = %child.kind, name = %child.name, why, "reading to check for drift");
+                        true
+                    }
+                    Cached::Changed(_) => child.mutable_part.is_some(),
+                    Cached::Absent => false,
+                };
+                if read {
+                    current = api_for(client, kind, child.namespace.as_deref()).get_opt(&child.name).await?;
+                    whole = true;
+                    let wanted = match (&current, &child.mutable_part) {
+                        (Some(_), Some(part)) => part,
+                        _ => &desired_object,
+                    };
+                    if let Some(live) =
+                        current.as_ref().filter(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted))
+                    {
+                        children.remember(&child.kind, live);
+                        continue;
+                    }
+                }
+            } else {
+                let wanted = match (&current, &child.mutable_part) {
+                    (Some(_), Some(part)) => part,
+                    _ => &child.object,
+                };
+                let unchanged =
+                    current.as_ref().is_some_and(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted));
+                if unchanged {
+                    debug!(kind = %child.kind, name = %child.name, "unchanged");
+                    continue;
+                }
+            }
             let wanted = match (&current, &child.mutable_part) {
                 (Some(_), Some(part)) => part,
-                _ => &child.object,
+                _ => &desired_object,
             };
-            let unchanged =
-                current.as_ref().is_some_and(|l| holds(&serde_json::to_value(l).unwrap_or_default(), wanted));
-            if unchanged {
-                debug!(kind = %child.kind, name = %child.name, "unchanged");
-                continue;
-            }
             let result = match (&current, &child.mutable_part) {
                 // What may still change of a mostly immutable object, as a plain merge patch.
                 (Some(_), Some(part)) => {
                     let api = api_for(client, kind, child.namespace.as_deref());
-                    api.patch(&child.name, &PatchParams::default(), &Patch::Merge(part)).await.map_err(Error::from)
+                    let params = PatchParams { field_manager: Some(OPERATOR.into()), ..Default::default() };
+                    let mut part = part.clone();
+                    part["metadata"]["annotations"][APPLIED_HASH] =
+                        desired_object["metadata"]["annotations"][APPLIED_HASH].clone();
+                    api.patch(&child.name, &params, &Patch::Merge(&part)).await.map_err(Error::from)
                 }
-                _ => apply(client, child).await,
+                _ => apply_object(client, child, &desired_object).await,
             };
             let written = match result {
                 Ok(written) => written,
                 Err(Error::Kube(error)) => {
                     let Some((code, message)) = refusal(&error) else { return Err(error.into()) };
                     let immutable = match (&current, code) {
-                        (Some(live), 422) => {
+                        (Some(live), 422) if whole => {
                             immutable_changes(&child.kind, &serde_json::to_value(live).unwrap_or_default(), wanted)
+                        }
+                        (Some(_), 422) => {
+                            // Only a trimmed copy is at hand: read the object to name the fields.
+                            let api = api_for(client, kind, child.namespace.as_deref());
+                            match api.get_opt(&child.name).await? {
+                                Some(live) => immutable_changes(
+                                    &child.kind,
+                                    &serde_json::to_value(&live).unwrap_or_default(),
+                                    wanted,
+                                ),
+                                None => Vec::new(),
+                            }
                         }
                         _ => Vec::new(),
                     };
@@ -392,6 +497,7 @@ pub async fn sync_children_of(
                 }
                 Err(other) => return Err(other),
             };
+            children.remember(&child.kind, &written);
             written_objects.push((kind.resource.kind.clone(), written));
             report.applied += 1;
         }
@@ -409,7 +515,7 @@ pub async fn sync_children_of(
                 report.kept.push(object.clone());
                 continue;
             }
-            delete(client, kind, object).await?;
+            delete(client, children, kind, object).await?;
             report.deleted += 1;
         }
     }
@@ -465,8 +571,10 @@ fn controlled_by_another(object: &DynamicObject) -> bool {
 
 /// Deletes every tenant object matching `selector`: cluster-scoped bindings and namespaced
 /// objects first, namespaces last.
-pub async fn delete_all(client: &Client, selector: &str) -> Result<usize> {
-    let report = sync_children(client, Scope::Tenant, None, selector, &[], OnConflict::SkipChild, |_, _| false).await?;
+pub async fn delete_all(client: &Client, children: &Children, selector: &str) -> Result<usize> {
+    let report =
+        sync_children(client, children, Scope::Tenant, None, selector, &[], OnConflict::SkipChild, |_, _| false)
+            .await?;
     Ok(report.deleted)
 }
 

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
-use super::managed::Scope;
+use super::managed::{self, Scope};
 use super::metrics::{count_by_kind, metrics};
 use super::{pull_secrets, release, secondary_isolation, sync};
 use crate::api::{Tenant, TenantNamespaceStatus, TenantQuotaStatus, TenantStatus};
@@ -39,6 +39,7 @@ pub const RETAINED_RECHECK: std::time::Duration = std::time::Duration::from_secs
 pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
     let Some(tenant) = super::readable(&guarded) else { return Ok(Action::await_change()) };
     let tenant = Arc::new(tenant.clone());
+    ctx.children.wait_until_listed(super::children::LIST_WAIT).await;
     // Namespace claims are decided against every tenant: `controller::run` starts no controller
     // before the tenant and network caches are complete.
     let api: Api<Tenant> = Api::all(ctx.client.clone());
@@ -138,7 +139,7 @@ async fn namespace_states(
 async fn ensure_platform(ctx: &Context) -> Result<Vec<sync::Refused>> {
     let mut refused = Vec::new();
     for child in builders::platform_children(&ctx.config) {
-        match sync::ensure(&ctx.client, &child).await {
+        match sync::ensure(&ctx.client, &ctx.children, &child).await {
             Ok(_) => {}
             Err(Error::Kube(error)) => {
                 let Some((code, message)) = sync::refusal(&error) else { return Err(error.into()) };
@@ -248,14 +249,17 @@ async fn retained_namespaces(
 
 /// The tenant's labelled namespaces, as (name, terminating).
 async fn labelled_namespaces(tenant: &Tenant, ctx: &Context) -> Result<Vec<(String, bool)>> {
-    let api: Api<Namespace> = Api::all(ctx.client.clone());
-    Ok(api
-        .list_metadata(&ListParams::default().labels(&selector(tenant)))
-        .await?
-        .items
-        .iter()
-        .map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some()))
-        .collect())
+    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
+    let cached = kind.and_then(|kind| ctx.children.selected(&kind, None, &sync::requirements(&selector(tenant))));
+    let names = match cached {
+        Some(cached) => cached.iter().map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some())).collect(),
+        None => {
+            let api: Api<Namespace> = Api::all(ctx.client.clone());
+            let listed = api.list_metadata(&ListParams::default().labels(&selector(tenant))).await?;
+            listed.items.iter().map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some())).collect()
+        }
+    };
+    Ok(names)
 }
 
 /// Keep everything of ours in a retained namespace but the members' RoleBindings (and the
@@ -373,6 +377,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let keep_in_retained = keep_retained(&retained);
     let report = sync::sync_children(
         &ctx.client,
+        &ctx.children,
         Scope::Tenant,
         None,
         &selector(tenant),
@@ -699,7 +704,7 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let forced = tenant.annotations().get(FORCE_DELETE).is_some_and(|v| v == "true");
     if forced {
-        let deleted = sync::delete_all(&ctx.client, &selector(tenant)).await?;
+        let deleted = sync::delete_all(&ctx.client, &ctx.children, &selector(tenant)).await?;
         metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
         metrics().tenant_quota(&tenant.name_any(), &[]);
         metrics().tenant_days_left(&tenant.name_any(), None);
@@ -714,6 +719,7 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     let desired = retained_children(tenant, ctx, &[], &retained);
     let report = sync::sync_children(
         &ctx.client,
+        &ctx.children,
         Scope::Tenant,
         None,
         &selector(tenant),

@@ -10,7 +10,6 @@ use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use tracing::info;
 
@@ -37,6 +36,7 @@ const NAMESPACE_PENDING_REPORT: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
     let owner = format!("SecureWorkload/{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
+    ctx.children.wait_until_listed(super::children::LIST_WAIT).await;
     // Only metadata is cached (see `controller::run`): read the workload itself, unless the cached
     // copy already shows it going.
     let guarded = match cached.metadata.deletion_timestamp {
@@ -161,6 +161,7 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         .collect();
     let report = sync::sync_children_of(
         &ctx.client,
+        &ctx.children,
         &kinds,
         Some(&namespace),
         &selector,
@@ -376,7 +377,7 @@ enum Tenancy<'a> {
 async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Tenancy<'a>> {
     let claimant = catalog.tenant_of_namespace(namespace);
     // The cache holds only namespaces with our label; one missing from it may be new, so ask.
-    let cached = ctx.namespaces.get().and_then(|store| store.get(&ObjectRef::new(namespace)));
+    let cached = ctx.children.namespace(namespace);
     let live = match cached {
         Some(cached) => cached.metadata.clone(),
         None => {

@@ -1,0 +1,638 @@
+//! Watch caches of the objects the operator manages, shared by the controllers, and how a sync
+//! decides from them whether a child needs a write.
+//!
+//! Every managed kind is watched once, selected by our `managed-by` label: metadata only, except
+//! the kinds whose status a controller reads (the workload kinds, ResourceQuota), of which status
+//! and the few spec fields status reporting needs are kept. A pass reads its children here instead
+//! of LISTing them, and knows a child needs no write when the child carries the hash of the very
+//! object we would apply ([`APPLIED_HASH`]) and nobody else changed what we set since; only then
+//! is a GET needed, to confirm a suspected drift. managedFields are what tells: they are reduced
+//! in the watch to what the drift check needs (see [`summarise_managed_fields`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+
+use super::context::Written;
+use super::managed::{ManagedKind, Scope};
+use crate::builders::labels::{MANAGED_BY, NETWORK, OPERATOR, TENANT, WORKLOAD};
+
+/// How long a reconcile waits for the child caches' first lists before it LISTs itself.
+pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Annotation holding a digest of the object the operator last applied to a child.
+pub const APPLIED_HASH: &str = "scs.dev/applied-hash";
+
+/// Kinds whose status a controller reads: cached with status (and [`KEPT_SPEC`]), not metadata only.
+const WITH_STATUS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ResourceQuota"];
+
+/// The spec fields of [`WITH_STATUS`] kinds that status reporting reads (desired replicas, a
+/// Job's completions, a paused DaemonSet's node selector, a quota's limits).
+const KEPT_SPEC: &[&str] =
+    &["/spec/replicas", "/spec/completions", "/spec/parallelism", "/spec/template/spec/nodeSelector", "/spec/hard"];
+
+/// The digest [`APPLIED_HASH`] holds for `object` (without the annotation itself): stable across
+/// versions and restarts, unlike `std`'s hasher.
+pub fn applied_hash(object: &Value) -> String {
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.remove(APPLIED_HASH);
+        }
+        // Absent and empty are the same annotations.
+        if metadata.get("annotations").and_then(Value::as_object).is_some_and(|a| a.is_empty()) {
+            metadata.remove("annotations");
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, object.to_string().as_bytes());
+    digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `object` carrying its [`applied_hash`].
+pub fn with_applied_hash(object: &Value) -> Value {
+    let hash = applied_hash(object);
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(APPLIED_HASH.into(), Value::String(hash));
+        }
+    }
+    object
+}
+
+/// Reduces managedFields to what the drift check reads: entries for the status subresource go
+/// (status is not ours); the operator's own entries keep a fingerprint of their field set instead
+/// of the set; the others keep their field sets (usually a field or two: a revision annotation, a
+/// volume binding).
+pub fn summarise_managed_fields(entries: &mut Vec<ManagedFieldsEntry>) {
+    entries.retain(|entry| entry.subresource.as_deref() != Some("status"));
+    for entry in entries.iter_mut().filter(|e| e.manager.as_deref() == Some(OPERATOR)) {
+        let print = fingerprint(entry.fields_v1.as_ref());
+        entry.fields_v1 = Some(FieldsV1(Value::from(print)));
+    }
+}
+
+fn fingerprint(fields: Option<&FieldsV1>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    match fields.map(|f| &f.0) {
+        // Already summarised.
+        Some(Value::Number(n)) => return n.as_u64().unwrap_or_default(),
+        Some(fields) => fields.to_string().hash(&mut hasher),
+        None => 0u8.hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
+/// The fingerprint of the field set the operator's server-side apply owns, if it has one.
+fn our_fields(object: &DynamicObject) -> Option<u64> {
+    object
+        .managed_fields()
+        .iter()
+        .find(|e| e.manager.as_deref() == Some(OPERATOR) && e.operation.as_deref() == Some("Apply"))
+        .map(|e| fingerprint(e.fields_v1.as_ref()))
+}
+
+/// Whether a field set of managedFields (`f:spec: {f:replicas: {}}`) owns a field that `desired`
+/// sets. `.` (owning a map's existence) does not count; list items (`k:`, `v:`, `i:`) are only
+/// reached below a field `desired` sets, which already counts.
+pub fn owns_desired_field(fields: &Value, desired: &Value) -> bool {
+    let (Some(fields), Some(desired)) = (fields.as_object(), desired.as_object()) else { return false };
+    fields.iter().any(|(key, below)| {
+        let Some(name) = key.strip_prefix("f:") else { return false };
+        match desired.get(name) {
+            None | Some(Value::Null) => false,
+            Some(value @ Value::Object(map)) if !map.is_empty() => {
+                below.as_object().is_none_or(|b| b.is_empty()) || owns_desired_field(below, value)
+            }
+            Some(_) => true,
+        }
+    })
+}
+
+/// Why a cached child may not hold the desired object although it carries its hash: another
+/// manager owns a field we set (an edit by someone else takes the field over), or the field set
+/// we own is not the one our last write left (a field of ours removed).
+fn drift(cached: &DynamicObject, desired: &Value, known: Option<&Known>) -> Option<&'static str> {
+    let entries = cached.managed_fields();
+    if entries.is_empty() {
+        // An API server that keeps no managedFields (our fake): only our memory of the last write.
+        return known.map(|_| "changed since our last write");
+    }
+    let foreign = entries.iter().filter(|e| e.manager.as_deref() != Some(OPERATOR));
+    if foreign.filter_map(|e| e.fields_v1.as_ref()).any(|f| owns_desired_field(&f.0, desired)) {
+        return Some("another manager owns a field we set");
+    }
+    match known.and_then(|k| k.our_fields) {
+        Some(ours) if our_fields(cached) != Some(ours) => Some("the fields we own changed"),
+        _ => None,
+    }
+}
+
+/// What a sync learnt of a child from the cache.
+pub enum Cached {
+    /// The child holds the desired object (as cached, or as our write returned it).
+    Holds(Arc<DynamicObject>),
+    /// The child may not hold it: read it to see (why, for the logs).
+    Suspect(&'static str),
+    /// The child was applied from another desired object (or before hashes): write.
+    Changed(Arc<DynamicObject>),
+    /// Not in the cache (nor written by us just now).
+    Absent,
+}
+
+/// What we last saw of a child we wrote or confirmed: its version, and the fingerprint of the
+/// fields we owned then.
+struct Known {
+    resource_version: Option<String>,
+    our_fields: Option<u64>,
+}
+
+/// One kind's cache: objects by (namespace, name), indexed by the owner labels they carry.
+#[derive(Default)]
+struct KindCache {
+    objects: HashMap<(Option<String>, String), Arc<DynamicObject>>,
+    by_owner: HashMap<String, BTreeSet<(Option<String>, String)>>,
+    /// Objects of a relist in progress.
+    relisting: Option<Vec<DynamicObject>>,
+    ready: bool,
+    /// The first list failed (the kind is not served, or not readable): passes LIST it themselves
+    /// and nobody waits for it.
+    unlisted: bool,
+}
+
+/// The index keys an object is found by: its workload (`w:ns/name`), tenant and network labels.
+fn owner_keys(object: &DynamicObject) -> Vec<String> {
+    let labels = object.labels();
+    let mut keys = Vec::new();
+    if let (Some(workload), Some(namespace)) = (labels.get(WORKLOAD), object.namespace()) {
+        keys.push(format!("w:{namespace}/{workload}"));
+    }
+    if let Some(tenant) = labels.get(TENANT) {
+        keys.push(format!("t:{tenant}"));
+    }
+    if let Some(network) = labels.get(NETWORK) {
+        keys.push(format!("n:{network}"));
+    }
+    keys
+}
+
+fn key_of(object: &DynamicObject) -> (Option<String>, String) {
+    (object.namespace(), object.name_any())
+}
+
+impl KindCache {
+    fn insert(&mut self, object: DynamicObject) {
+        let key = key_of(&object);
+        self.remove(&key);
+        for owner in owner_keys(&object) {
+            self.by_owner.entry(owner).or_default().insert(key.clone());
+        }
+        self.objects.insert(key, Arc::new(object));
+    }
+
+    fn remove(&mut self, key: &(Option<String>, String)) {
+        if let Some(old) = self.objects.remove(key) {
+            for owner in owner_keys(&old) {
+                if let Some(keys) = self.by_owner.get_mut(&owner) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.by_owner.remove(&owner);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &watcher::Event<DynamicObject>) {
+        match event {
+            watcher::Event::Apply(object) => self.insert(object.clone()),
+            watcher::Event::Delete(object) => self.remove(&key_of(object)),
+            watcher::Event::Init => self.relisting = Some(Vec::new()),
+            watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().push(object.clone()),
+            watcher::Event::InitDone => {
+                self.objects.clear();
+                self.by_owner.clear();
+                for object in self.relisting.take().unwrap_or_default() {
+                    self.insert(object);
+                }
+                self.ready = true;
+            }
+        }
+    }
+}
+
+/// The caches of every watched managed kind, and what the operator's own writes left.
+#[derive(Default)]
+pub struct Children {
+    kinds: RwLock<HashMap<String, Arc<RwLock<KindCache>>>>,
+    /// Children written in the last moments, until the cache shows the write.
+    recent: Written<Arc<DynamicObject>>,
+    /// Per child (`kind/namespace/name`): what our last write or confirming read saw.
+    known: Mutex<HashMap<String, Known>>,
+    /// Every kind has been listed once (see [`Children::wait_until_listed`]).
+    listed: std::sync::atomic::AtomicBool,
+}
+
+fn kind_key(api_version: &str, kind: &str) -> String {
+    format!("{api_version}/{kind}")
+}
+
+fn child_key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or(""))
+}
+
+/// The cached form of `object`: managedFields summarised, and for kinds cached with status,
+/// everything but metadata, status and [`KEPT_SPEC`] dropped.
+fn trimmed(mut object: DynamicObject, kind: &str) -> DynamicObject {
+    let mut entries = std::mem::take(object.managed_fields_mut());
+    summarise_managed_fields(&mut entries);
+    *object.managed_fields_mut() = entries;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        // Written by `kubectl apply`: the whole object again.
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if WITH_STATUS.contains(&kind) {
+        let mut kept = serde_json::json!({});
+        if let Some(status) = object.data.get("status") {
+            kept["status"] = status.clone();
+        }
+        for path in KEPT_SPEC {
+            if let Some(value) = object.data.pointer(path) {
+                set_pointer(&mut kept, path, value.clone());
+            }
+        }
+        object.data = kept;
+    } else {
+        object.data = Value::Object(Default::default());
+    }
+    object
+}
+
+fn set_pointer(target: &mut Value, path: &str, value: Value) {
+    let mut at = target;
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Some(map) = at.as_object_mut() else { return };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_string(), value);
+            return;
+        }
+        at = map.entry((*part).to_string()).or_insert_with(|| Value::Object(Default::default()));
+    }
+}
+
+fn map_event<A, B>(event: watcher::Event<A>, f: impl Fn(A) -> B) -> watcher::Event<B> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(f(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(f(object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+fn to_dynamic(meta: PartialObjectMeta<DynamicObject>, kind: &ManagedKind) -> DynamicObject {
+    let mut object = DynamicObject::new("", &kind.resource);
+    object.metadata = meta.metadata;
+    object
+}
+
+impl Children {
+    fn cache_of(&self, api_version: &str, kind: &str) -> Option<Arc<RwLock<KindCache>>> {
+        self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(&kind_key(api_version, kind)).cloned()
+    }
+
+    /// Watches `kind` (objects with our label) into its cache; yields each changed object once
+    /// the cache holds the change, as a trigger for the controller that owns the kind.
+    pub fn watch(
+        &self,
+        client: &Client,
+        kind: &ManagedKind,
+    ) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+        let cache = Arc::new(RwLock::new(KindCache::default()));
+        self.kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind_key(&kind.resource.api_version, &kind.resource.kind), cache.clone());
+        let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={OPERATOR}"));
+        let name = kind.resource.kind.clone();
+        let events = if WITH_STATUS.contains(&name.as_str()) {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+            watcher(api, config).default_backoff().boxed()
+        } else {
+            let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
+            let kind = kind.clone();
+            watcher(api, config)
+                .default_backoff()
+                .map(move |e| e.map(|e| map_event(e, |m| to_dynamic(m, &kind))))
+                .boxed()
+        };
+        events
+            .map(move |event| match event {
+                Ok(event) => {
+                    let event = map_event(event, |object| trimmed(object, &name));
+                    cache.write().unwrap_or_else(|e| e.into_inner()).apply(&event);
+                    Ok(event)
+                }
+                Err(error) => {
+                    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+                    cache.unlisted = !cache.ready;
+                    Err(error)
+                }
+            })
+            .touched_objects()
+    }
+
+    /// Whether the cache of `kind` has completed its first list (a kind not served by the API
+    /// server never does: its children are LISTed, which answers 404).
+    pub fn ready(&self, kind: &ManagedKind) -> bool {
+        self.cache_of(&kind.resource.api_version, &kind.resource.kind)
+            .is_some_and(|c| c.read().unwrap_or_else(|e| e.into_inner()).ready)
+    }
+
+    /// Waits until every watched kind has been listed once (or failed to be: not served), at most
+    /// `limit`. Reconciles wait here rather than the controllers' start, because the caches are
+    /// fed by the controllers' own trigger streams; until then a pass would LIST.
+    pub async fn wait_until_listed(&self, limit: std::time::Duration) {
+        if self.listed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let waiting = self.kinds.read().unwrap_or_else(|e| e.into_inner()).values().any(|c| {
+                let c = c.read().unwrap_or_else(|e| e.into_inner());
+                !c.ready && !c.unlisted
+            });
+            if !waiting {
+                self.listed.store(true, std::sync::atomic::Ordering::Release);
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The cached objects of `kind` that `selector` (`k=v,...`) selects, in `namespace` when given.
+    /// `None` when the kind is not cached (yet).
+    pub fn selected(
+        &self,
+        kind: &ManagedKind,
+        namespace: Option<&str>,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Vec<Arc<DynamicObject>>> {
+        let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
+        let cache = cache.read().unwrap_or_else(|e| e.into_inner());
+        if !cache.ready {
+            return None;
+        }
+        let owner = match (selector.get(WORKLOAD), namespace, selector.get(TENANT), selector.get(NETWORK)) {
+            (Some(workload), Some(namespace), _, _) => Some(format!("w:{namespace}/{workload}")),
+            (_, _, Some(tenant), _) => Some(format!("t:{tenant}")),
+            (_, _, _, Some(network)) => Some(format!("n:{network}")),
+            _ => None,
+        };
+        let matches = |object: &DynamicObject| {
+            namespace.is_none_or(|ns| object.namespace().as_deref() == Some(ns))
+                && selector.iter().all(|(k, v)| object.labels().get(k) == Some(v))
+        };
+        let found = match owner {
+            Some(owner) => cache
+                .by_owner
+                .get(&owner)
+                .into_iter()
+                .flatten()
+                .filter_map(|key| cache.objects.get(key))
+                .filter(|o| matches(o))
+                .cloned()
+                .collect(),
+            None => cache.objects.values().filter(|o| matches(o)).cloned().collect(),
+        };
+        Some(found)
+    }
+
+    /// The cached object `namespace/name` of `kind`, if the kind is cached and holds it.
+    pub fn get(&self, kind: &ManagedKind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
+        let cache = cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.objects.get(&(namespace.map(str::to_string), name.to_string())).cloned()
+    }
+
+    /// The cached namespace `name` (ours: the cache holds only objects with our label).
+    pub fn namespace(&self, name: &str) -> Option<Arc<DynamicObject>> {
+        let cache = self.cache_of("v1", "Namespace")?;
+        let cache = cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.objects.get(&(None, name.to_string())).cloned()
+    }
+
+    /// What the cache says of child `namespace/name` of `kind`, to be applied as `desired` (which
+    /// carries its [`APPLIED_HASH`]).
+    pub fn judge(&self, kind: &str, cached: Option<Arc<DynamicObject>>, desired: &Value) -> Cached {
+        let hash = desired.pointer(&format!("/metadata/annotations/{}", APPLIED_HASH.replace('/', "~1")));
+        let namespace = desired.pointer("/metadata/namespace").and_then(Value::as_str);
+        let name = desired.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let key = child_key(kind, namespace, name);
+        let version = cached.as_ref().and_then(|c| c.resource_version());
+        // Our write of this very object that the cache does not show yet.
+        if let Some(written) = self.recent.newer_than_cache(&key, version.as_deref())
+            && written.annotations().get(APPLIED_HASH).map(|h| Value::String(h.clone())).as_ref() == hash
+        {
+            return Cached::Holds(written);
+        }
+        let Some(cached) = cached else { return Cached::Absent };
+        if cached.annotations().get(APPLIED_HASH).map(|h| Value::String(h.clone())).as_ref() != hash {
+            return Cached::Changed(cached);
+        }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let known = known.get(&key);
+        if known.is_some_and(|k| k.resource_version == version) {
+            return Cached::Holds(cached);
+        }
+        match drift(&cached, desired, known) {
+            Some(why) => Cached::Suspect(why),
+            None => Cached::Holds(cached),
+        }
+    }
+
+    /// Remembers `object` as written by us (or read and found holding what we want) just now.
+    pub fn remember(&self, kind: &str, object: &DynamicObject) {
+        let key = child_key(kind, object.namespace().as_deref(), &object.name_any());
+        let known = Known { resource_version: object.resource_version(), our_fields: our_fields(object) };
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
+        let trimmed = trimmed(object.clone(), kind);
+        self.recent.wrote(key, object.resource_version(), Arc::new(trimmed));
+    }
+
+    /// Forgets a child we deleted.
+    pub fn forget(&self, kind: &str, namespace: Option<&str>, name: &str) {
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&child_key(kind, namespace, name));
+    }
+
+    /// How many children the caches hold (for the scale harness).
+    pub fn len(&self) -> usize {
+        let kinds = self.kinds.read().unwrap_or_else(|e| e.into_inner());
+        kinds.values().map(|c| c.read().unwrap_or_else(|e| e.into_inner()).objects.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether `scope`'s kinds are cached by [`Children::watch`] (platform objects are ensured
+/// by name, not found by label).
+pub fn cached_scope(scope: Scope) -> bool {
+    scope != Scope::Platform
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> DynamicObject {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn entry(manager: &str, operation: &str, subresource: Option<&str>, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            subresource: subresource.map(str::to_string),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_hash_ignores_itself_and_follows_the_object() {
+        let desired = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"pods": "10"}}});
+        let hashed = with_applied_hash(&desired);
+        let hash = hashed["metadata"]["annotations"][APPLIED_HASH].as_str().unwrap().to_string();
+        assert_eq!(hash.len(), 32);
+        assert_eq!(applied_hash(&hashed), hash, "the annotation is not part of what it digests");
+        let other = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"}, "spec": {"hard": {"pods": "11"}}});
+        assert_ne!(applied_hash(&other), hash);
+    }
+
+    #[test]
+    fn another_manager_owning_a_field_we_set_is_drift() {
+        let desired = json!({"metadata": {"labels": {"a": "1"}, "annotations": {APPLIED_HASH: "h"}},
+            "spec": {"hard": {"pods": "10"}}, "subjects": [{"kind": "User", "name": "x"}]});
+        // kubectl edit of spec.hard.pods: the field moves to kubectl.
+        assert!(owns_desired_field(&json!({"f:spec": {"f:hard": {"f:pods": {}}}}), &desired));
+        // An atomic list we set.
+        assert!(owns_desired_field(&json!({"f:subjects": {}}), &desired));
+        // A label of ours taken over.
+        assert!(owns_desired_field(&json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}}), &desired));
+        // Fields we do not set: a revision annotation, a binding, owning the annotations map.
+        assert!(!owns_desired_field(
+            &json!({"f:metadata": {"f:annotations": {".": {}, "f:deployment.kubernetes.io/revision": {}}}}),
+            &desired
+        ));
+        assert!(!owns_desired_field(&json!({"f:spec": {"f:volumeName": {}}}), &desired));
+        assert!(!owns_desired_field(&json!({"f:spec": {"f:hard": {"f:cpu": {}}}}), &desired));
+    }
+
+    #[test]
+    fn managed_fields_are_summarised() {
+        let mut entries = vec![
+            entry(OPERATOR, "Apply", None, json!({"f:spec": {"f:hard": {"f:pods": {}}}})),
+            entry("kube-controller-manager", "Update", Some("status"), json!({"f:status": {}})),
+            entry("kubectl-edit", "Update", None, json!({"f:spec": {"f:x": {}}})),
+        ];
+        let ours = fingerprint(entries[0].fields_v1.as_ref());
+        summarise_managed_fields(&mut entries);
+        assert_eq!(entries.len(), 2, "status entries go");
+        assert_eq!(fingerprint(entries[0].fields_v1.as_ref()), ours, "ours keep their fingerprint");
+        assert_eq!(entries[1].fields_v1.as_ref().unwrap().0, json!({"f:spec": {"f:x": {}}}));
+    }
+
+    fn quota(hash: &str, version: &str, entries: Vec<ManagedFieldsEntry>) -> DynamicObject {
+        let mut quota = object(json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "q", "namespace": "a", "resourceVersion": version,
+                "annotations": {APPLIED_HASH: hash}, "labels": {TENANT: "acme"}}}));
+        quota.metadata.managed_fields = Some(entries);
+        trimmed(quota, "ResourceQuota")
+    }
+
+    #[test]
+    fn children_are_judged_by_hash_and_managed_fields() {
+        let children = Children::default();
+        let desired = with_applied_hash(
+            &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "a"}, "spec": {"hard": {"pods": "10"}}}),
+        );
+        let hash = desired["metadata"]["annotations"][APPLIED_HASH].as_str().unwrap();
+        let ours = entry(OPERATOR, "Apply", None, json!({"f:spec": {"f:hard": {"f:pods": {}}}}));
+        let judge = |cached: DynamicObject| children.judge("ResourceQuota", Some(Arc::new(cached)), &desired);
+        assert!(matches!(children.judge("ResourceQuota", None, &desired), Cached::Absent));
+        assert!(matches!(judge(quota("old", "1", vec![ours.clone()])), Cached::Changed(_)));
+        assert!(matches!(judge(quota(hash, "1", vec![ours.clone()])), Cached::Holds(_)), "restart: trusted");
+        let edited = entry("kubectl-edit", "Update", None, json!({"f:spec": {"f:hard": {"f:pods": {}}}}));
+        assert!(matches!(judge(quota(hash, "2", vec![ours.clone(), edited])), Cached::Suspect(_)));
+        // Our write remembered: a field of ours removed by someone else shows in our field set.
+        let written = quota(hash, "3", vec![ours.clone()]);
+        children.remember("ResourceQuota", &written);
+        assert!(matches!(judge(quota(hash, "3", vec![ours])), Cached::Holds(_)));
+        let shrunk = entry(OPERATOR, "Apply", None, json!({"f:spec": {"f:hard": {}}}));
+        assert!(matches!(judge(quota(hash, "4", vec![shrunk])), Cached::Suspect(_)));
+        // Without managedFields (an API server keeping none), a version we did not write is suspect.
+        assert!(matches!(judge(quota(hash, "5", vec![])), Cached::Suspect(_)));
+    }
+
+    #[test]
+    fn our_write_stands_in_until_the_cache_shows_it() {
+        let children = Children::default();
+        let desired = with_applied_hash(
+            &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "a"}}),
+        );
+        let hash = desired["metadata"]["annotations"][APPLIED_HASH].as_str().unwrap();
+        children.remember("ResourceQuota", &quota(hash, "7", vec![]));
+        assert!(matches!(children.judge("ResourceQuota", None, &desired), Cached::Holds(_)), "not cached yet");
+        let stale = quota("old", "6", vec![]);
+        assert!(matches!(children.judge("ResourceQuota", Some(Arc::new(stale)), &desired), Cached::Holds(_)));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_and_the_index_finds_owners() {
+        let mut cache = KindCache::default();
+        let a = quota("h", "1", vec![]);
+        let mut b = quota("h", "1", vec![]);
+        b.metadata.name = Some("b".into());
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(a.clone()));
+        assert!(!cache.ready && cache.objects.is_empty(), "nothing until the list is complete");
+        cache.apply(&watcher::Event::InitDone);
+        assert!(cache.ready);
+        cache.apply(&watcher::Event::Apply(b.clone()));
+        assert_eq!(cache.by_owner["t:acme"].len(), 2);
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(b));
+        cache.apply(&watcher::Event::InitDone);
+        assert_eq!(cache.objects.len(), 1, "a gone while the watch was down");
+        cache.apply(&watcher::Event::Delete(a));
+        assert_eq!(cache.by_owner["t:acme"].len(), 1);
+    }
+
+    #[test]
+    fn status_kinds_keep_status_and_what_reporting_reads() {
+        let deployment = object(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c"}], "nodeSelector": {"x": "y"}}}},
+            "status": {"readyReplicas": 2}}));
+        let kept = trimmed(deployment.clone(), "Deployment");
+        assert_eq!(
+            kept.data,
+            json!({"spec": {"replicas": 3, "template": {"spec": {"nodeSelector": {"x": "y"}}}}, "status": {"readyReplicas": 2}})
+        );
+        assert_eq!(trimmed(deployment, "Service").data, json!({}));
+    }
+}
