@@ -220,6 +220,8 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
     let labels = allocatable("2").await;
     assert_eq!(labels.get("scs.dev/gpu-certified").map(String::as_str), Some("true"), "{labels:?}");
     assert_eq!(labels.get("scs.dev/gpu-certified-reason").map(String::as_str), Some("VfioPassthrough"));
+    // What workloads' `gpu.cuda` bounds compare with: CUDA 11.2 (the certified 450.80.02 driver).
+    assert_eq!(labels.get("scs.dev/cuda-driver-version").map(String::as_str), Some("11020"));
 
     // The shared group: a Warning Event on the Node, filed in `default`, where the DaemonSets'
     // ServiceAccount may create and patch Events (and nowhere else).

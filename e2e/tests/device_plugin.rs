@@ -63,6 +63,8 @@ async fn device_plugin_labels_its_node_with_the_advertised_devices() {
         (&labels["scs.dev/gpu-certified"], &labels["scs.dev/gpu-certified-reason"]),
         (&json!("true"), &json!("VfioPassthrough"))
     );
+    // VFIO mode: the sandbox image's certified driver 450.80.02 runs CUDA up to 11.2.
+    assert_eq!(labels["scs.dev/cuda-driver-version"], "11020");
     let annotations = &node["metadata"]["annotations"];
     assert!(
         annotations["scs.dev/gpu-certification"]

@@ -10,6 +10,11 @@ use super::models::is_certified_model;
 /// NVIDIA driver versions certified by the product document.
 pub const CERTIFIED_NVIDIA_DRIVERS: &[&str] = &["450.80.02"];
 
+/// The CUDA version, in NVIDIA's encoding (`1000 * major + 10 * minor`), that the product document
+/// certifies with each NVIDIA driver: 450.80.02 runs CUDA 11.2 and older (§1.6). NVML reports 11.0
+/// for that driver; 11.1 and 11.2 run on it through CUDA's minor version compatibility.
+pub const CERTIFIED_CUDA: &[(&str, u32)] = &[("450.80.02", 11020)];
+
 pub const CERTIFIED_LABEL: &str = "scs.dev/gpu-certified";
 pub const REASON_LABEL: &str = "scs.dev/gpu-certified-reason";
 pub const MESSAGE_ANNOTATION: &str = "scs.dev/gpu-certification";
@@ -113,6 +118,35 @@ pub fn decide(
     }
 }
 
+/// The CUDA version the node's NVIDIA driver supports, for the `scs.dev/cuda-driver-version`
+/// label (`None`: no label, so workloads bounding CUDA do not land here). `configured`
+/// (`--cuda-version`) wins. Container mode: the higher of what NVML reports (`nvml_cuda`,
+/// cuDriverGetVersion) and what the product certifies for the host driver. VFIO mode has no host
+/// driver: the sandbox image carries one of the `certified` drivers (what the verdict requires),
+/// so the lowest CUDA version certified for them, when every one has a known version.
+pub fn cuda_driver_version(
+    vendor: Vendor,
+    mode: Mode,
+    configured: Option<u32>,
+    nvml_cuda: Option<i32>,
+    driver_version: Option<&str>,
+    certified: &[String],
+) -> Option<u32> {
+    let certified_cuda = |driver: &str| CERTIFIED_CUDA.iter().find(|(d, _)| *d == driver.trim()).map(|(_, c)| *c);
+    match (vendor, mode, configured) {
+        (Vendor::Kunlun, _, _) => None,
+        (_, _, Some(version)) => Some(version),
+        (Vendor::Nvidia, Mode::Container, None) => {
+            let reported = nvml_cuda.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+            reported.max(driver_version.and_then(certified_cuda))
+        }
+        (Vendor::Nvidia, Mode::Vfio, None) => {
+            let versions: Option<Vec<u32>> = certified.iter().map(|d| certified_cuda(d)).collect();
+            versions?.into_iter().min()
+        }
+    }
+}
+
 fn dedup(mut items: Vec<&str>) -> Vec<&str> {
     items.sort_unstable();
     items.dedup();
@@ -173,6 +207,31 @@ mod tests {
             (false, "UncertifiedModel", false)
         );
         assert_eq!(verdict.message, "advertised by --allow-models but not certified: NVIDIA A100-PCIE-40GB");
+    }
+
+    #[test]
+    fn cuda_driver_version_from_nvml_the_certified_table_or_the_flag() {
+        let nvidia = nvidia();
+        let cuda = |mode, configured, nvml, driver| {
+            cuda_driver_version(Vendor::Nvidia, mode, configured, nvml, driver, &nvidia)
+        };
+        // 450.80.02: NVML says 11.0, the product certifies 11.2 (minor version compatibility).
+        assert_eq!(cuda(Mode::Container, None, Some(11000), Some("450.80.02")), Some(11020));
+        // Another driver: what NVML reports.
+        assert_eq!(cuda(Mode::Container, None, Some(12020), Some("535.104.05")), Some(12020));
+        assert_eq!(cuda(Mode::Container, None, None, Some("450.80.02\n")), Some(11020), "NVML silent");
+        assert_eq!(cuda(Mode::Container, None, Some(0), Some("535.104.05")), None, "nothing known");
+        assert_eq!(cuda(Mode::Container, None, Some(-1), None), None);
+        // VFIO: no host driver; the sandbox image's must be a certified one.
+        assert_eq!(cuda(Mode::Vfio, None, None, None), Some(11020));
+        let unknown = certified_drivers(Vendor::Nvidia, Some(&["550.54.15".to_string()]));
+        assert_eq!(cuda_driver_version(Vendor::Nvidia, Mode::Vfio, None, None, None, &unknown), None);
+        assert_eq!(cuda_driver_version(Vendor::Nvidia, Mode::Vfio, None, None, None, &[]), None);
+        // The flag says what the node has, in either mode.
+        assert_eq!(cuda_driver_version(Vendor::Nvidia, Mode::Vfio, Some(12040), None, None, &unknown), Some(12040));
+        assert_eq!(cuda(Mode::Container, Some(11040), Some(12020), None), Some(11040));
+        // Kunlun XPUs have no CUDA.
+        assert_eq!(cuda_driver_version(Vendor::Kunlun, Mode::Container, Some(11020), None, None, &[]), None);
     }
 
     #[test]

@@ -99,6 +99,11 @@ pub struct Args {
     /// Advertise nothing when the driver is not certified or its version cannot be read.
     #[arg(long)]
     pub require_certified_driver: bool,
+    /// CUDA version (`major.minor`) the node's driver supports, for the label
+    /// `scs.dev/cuda-driver-version` (NVIDIA only). VFIO mode: the sandbox image's driver's
+    /// [default: the certified drivers', 11.2 for 450.80.02]; container mode: instead of NVML's.
+    #[arg(long, value_name = "VERSION")]
+    pub cuda_version: Option<String>,
     /// Log format: `text` or `json`.
     #[arg(long, default_value = "text", env = "SCS_LOG_FORMAT", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -128,6 +133,17 @@ impl Args {
         format!("scs-{}-{}.json", self.vendor.name(), self.mode.name())
     }
 
+    /// `--cuda-version` in NVIDIA's integer encoding, checked.
+    pub fn cuda_version(&self) -> Result<Option<u32>, String> {
+        let Some(text) = &self.cuda_version else { return Ok(None) };
+        if self.vendor != Vendor::Nvidia {
+            return Err("--cuda-version applies to --vendor nvidia only".into());
+        }
+        crate::api::cuda_version_number(text)
+            .map(Some)
+            .ok_or_else(|| format!("--cuda-version {text:?}: expected a CUDA version major.minor, e.g. 11.2"))
+    }
+
     fn certified_drivers(&self) -> Vec<String> {
         certify::certified_drivers(self.vendor, self.certified_drivers.as_deref())
     }
@@ -148,6 +164,8 @@ pub struct Discovery {
     /// Why nothing could be discovered, when that is the case.
     pub init_error: Option<String>,
     pub driver_version: Option<String>,
+    /// The CUDA version NVML reports for the driver (NVIDIA container mode).
+    pub nvml_cuda_version: Option<i32>,
     /// The certification verdict that withheld every device (`--require-certified-driver`).
     pub withheld: Option<Verdict>,
     /// NVML, kept for XID events (NVIDIA container mode only).
@@ -199,6 +217,7 @@ pub fn discover(args: &Args) -> Discovery {
         notes: vec![],
         init_error: None,
         driver_version: None,
+        nvml_cuda_version: None,
         withheld: None,
         nvml: None,
     };
@@ -206,6 +225,7 @@ pub fn discover(args: &Args) -> Discovery {
         (Vendor::Nvidia, Mode::Container) => match nvml::init() {
             Ok(nvml) => {
                 discovery.driver_version = nvml.sys_driver_version().ok();
+                discovery.nvml_cuda_version = nvml.sys_cuda_driver_version().ok();
                 let found = scan(args, &host, Some(&nvml));
                 discovery.nvml = Some(nvml);
                 found
@@ -278,6 +298,7 @@ pub async fn run_with_client(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let cdi_kind = args.cdi_kind().map_err(anyhow::Error::msg)?;
+    let cuda_version = args.cuda_version().map_err(anyhow::Error::msg)?;
     let discovery = discover(&args);
     for note in &discovery.notes {
         tracing::warn!("{note}");
@@ -333,10 +354,19 @@ pub async fn run_with_client(
             .iter()
             .map(|d| format!("{d}: not advertised (not a certified or allowed model, or withheld)")),
     );
+    let cuda_driver_version = certify::cuda_driver_version(
+        args.vendor,
+        args.mode,
+        cuda_version,
+        discovery.nvml_cuda_version,
+        discovery.driver_version.as_deref(),
+        &args.certified_drivers(),
+    );
     let describe = Describe {
         vendor: args.vendor,
         mode: args.mode,
         driver_version: discovery.driver_version.clone(),
+        cuda_driver_version,
         certified_drivers: args.certified_drivers(),
         withheld: discovery.withheld.clone(),
         not_advertised,
@@ -396,6 +426,7 @@ struct Describe {
     vendor: Vendor,
     mode: Mode,
     driver_version: Option<String>,
+    cuda_driver_version: Option<u32>,
     certified_drivers: Vec<String>,
     withheld: Option<Verdict>,
     not_advertised: Vec<String>,
@@ -412,6 +443,7 @@ impl Describe {
             self.vendor,
             &healthy,
             self.driver_version.as_deref(),
+            self.cuda_driver_version,
             &verdict,
             &self.not_advertised,
         )
@@ -562,5 +594,20 @@ mod tests {
         let args = Args::parse_from(["device-plugin", "--vendor", "kunlun", "--certified-drivers", "1.2,3.4"]);
         assert_eq!(args.certified_drivers(), ["1.2", "3.4"]);
         assert!(Args::parse_from(["device-plugin", "--vendor", "kunlun"]).certified_drivers().is_empty());
+    }
+
+    #[test]
+    fn cuda_version_flag() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["device-plugin"];
+            argv.extend(extra);
+            Args::parse_from(argv).cuda_version()
+        };
+        assert_eq!(parse(&["--vendor", "nvidia"]), Ok(None));
+        assert_eq!(parse(&["--vendor", "nvidia", "--cuda-version", "12.4"]), Ok(Some(12040)));
+        let bad = parse(&["--vendor", "nvidia", "--cuda-version", "12"]).unwrap_err();
+        assert!(bad.contains("--cuda-version \"12\"") && bad.contains("major.minor"), "{bad}");
+        let kunlun = parse(&["--vendor", "kunlun", "--cuda-version", "11.2"]).unwrap_err();
+        assert!(kunlun.contains("nvidia only"), "{kunlun}");
     }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::certify::{CERTIFIED_LABEL, MESSAGE_ANNOTATION, REASON_LABEL, Verdict};
 use super::device::{Device, Vendor};
 use super::models::label_value;
+use crate::api::CUDA_DRIVER_VERSION_LABEL;
 
 /// Field manager of the labels, one per vendor: server-side apply removes what a manager stops
 /// setting, so two vendors' plugins on one node must not share one (each would remove the
@@ -39,10 +40,15 @@ pub fn node_metadata(
     vendor: Vendor,
     devices: &[Device],
     driver_version: Option<&str>,
+    cuda_driver_version: Option<u32>,
     verdict: &Verdict,
     not_advertised: &[String],
 ) -> NodeMetadata {
     let mut labels = node_labels(vendor, devices, driver_version);
+    if let Some(cuda) = cuda_driver_version {
+        // An integer, so workloads' `gpu.cuda` bounds can use node affinity's Gt and Lt.
+        labels.insert(CUDA_DRIVER_VERSION_LABEL.into(), cuda.to_string());
+    }
     labels.insert(CERTIFIED_LABEL.into(), verdict.certified.to_string());
     labels.insert(REASON_LABEL.into(), verdict.reason.into());
     let mut annotations = BTreeMap::from([(MESSAGE_ANNOTATION.to_string(), verdict.message.clone())]);
@@ -165,14 +171,16 @@ mod tests {
         let verdict =
             Verdict { certified: false, reason: "UncertifiedDriver", message: "driver 535 is not certified".into() };
         let devices = [gpu("Tesla T4", 15109)];
-        let metadata = node_metadata(Vendor::Nvidia, &devices, Some("535.1.2"), &verdict, &[]);
+        let metadata = node_metadata(Vendor::Nvidia, &devices, Some("535.1.2"), Some(12020), &verdict, &[]);
+        assert_eq!(metadata.labels["scs.dev/cuda-driver-version"], "12020");
         assert_eq!(metadata.labels["scs.dev/gpu-certified"], "false");
         assert_eq!(metadata.labels["scs.dev/gpu-certified-reason"], "UncertifiedDriver");
         assert_eq!(metadata.labels["nvidia.com/gpu.count"], "1");
         assert_eq!(metadata.annotations.len(), 1);
         assert_eq!(metadata.annotations["scs.dev/gpu-certification"], "driver 535 is not certified");
         let notes = vec!["IOMMU group 77 is not advertised: it also holds …".to_string(), "ü".repeat(3000)];
-        let metadata = node_metadata(Vendor::Nvidia, &[], None, &verdict, &notes);
+        let metadata = node_metadata(Vendor::Nvidia, &[], None, None, &verdict, &notes);
+        assert!(!metadata.labels.contains_key("scs.dev/cuda-driver-version"), "unknown: no label");
         let text = &metadata.annotations["scs.dev/gpu-not-advertised"];
         assert!(text.starts_with("IOMMU group 77 is not advertised") && text.ends_with("(more in the plugin's log)"));
         assert!(text.len() < 4200, "{}", text.len());
