@@ -124,6 +124,19 @@ mod tests {
         let nvml = init().expect("NVML");
         let host = HostPaths { sysfs: "/sys".into(), dev: "/dev".into() };
         println!("driver version: {:?}", nvml.sys_driver_version());
+        let cuda = nvml.sys_cuda_driver_version();
+        println!("CUDA driver version (cuDriverGetVersion): {cuda:?}");
+        let certified = super::super::certify::certified_drivers(super::super::device::Vendor::Nvidia, None);
+        let label = super::super::certify::cuda_driver_version(
+            super::super::device::Vendor::Nvidia,
+            super::super::device::Mode::Container,
+            None,
+            cuda.as_ref().ok().copied(),
+            nvml.sys_driver_version().ok().as_deref(),
+            &certified,
+        );
+        println!("scs.dev/cuda-driver-version label: {label:?}");
+        assert!(cuda.is_ok_and(|v| v >= 1000), "NVML reports no CUDA version");
         let devices = discover(&nvml, &host).expect("discovery");
         assert!(!devices.is_empty(), "NVML reports no GPUs");
         for device in &devices {
