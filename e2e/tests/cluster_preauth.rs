@@ -170,7 +170,10 @@ fn status_managers(object: &DynamicObject) -> Vec<(String, Vec<String>)> {
         .filter(|m| m.subresource.as_deref() == Some("status"))
         .map(|m| {
             let fields = m.fields_v1.as_ref().map(|f| f.0.clone()).unwrap_or_default();
-            let status = fields["f:status"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+            let status = fields["f:status"]
+                .as_object()
+                .map(|o| o.keys().filter(|k| *k != ".").cloned().collect())
+                .unwrap_or_default();
             (m.manager.clone().unwrap_or_default(), status)
         })
         .collect()

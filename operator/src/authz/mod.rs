@@ -13,10 +13,9 @@
 
 //!
 //! UNFINISHED (issue 18): the authz-server serves plain HTTP (the init container's token is
-//! audience-bound and short-lived, but TLS between pod and server is still to do); the
-//! SecureWorkload status carries no pre-authorization summary yet (pod annotation and Events do);
-//! there is no per-tenant allow-list of providers (any tenant may name any configured provider,
-//! which must itself check the tenant it is told); the server watches every pod in full.
+//! audience-bound and short-lived, but TLS between pod and server is still to do); the server
+//! watches every pod in full; its `secureworkloads/status` patch right is not limited to
+//! `preAuthorization` by anything but its code.
 
 pub mod backoff;
 pub mod breaker;
