@@ -635,3 +635,42 @@ impl Store for MemoryStore {
         Ok(breaker.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tenants: &[&str]) -> ProviderSettings {
+        ProviderSettings {
+            provider: Provider {
+                endpoint: "https://perm.example.com".into(),
+                token: String::new(),
+                request_timeout: Duration::from_secs(1),
+            },
+            poll_interval: Duration::from_secs(1),
+            grant_timeout: Duration::from_secs(1),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_permission_is_unusable_when_its_provider_is_missing_or_not_open_to_the_tenant() {
+        let providers =
+            BTreeMap::from([("cmdb".to_string(), settings(&[])), ("acl".to_string(), settings(&["globex"]))]);
+        let group =
+            GroupSpec { namespace: "acme-prod".into(), name: "orders".into(), reset: None, permissions: vec![] };
+        let permission =
+            |provider: &str| Permission { name: "db".into(), provider: provider.into(), ..Default::default() };
+        assert_eq!(unusable(&providers, &group, &permission("cmdb"), "acme"), None, "open to all");
+        assert_eq!(unusable(&providers, &group, &permission("acl"), "globex"), None, "listed");
+        let refused = unusable(&providers, &group, &permission("acl"), "acme").unwrap();
+        assert_eq!(
+            refused,
+            "PermissionGroup acme-prod/orders permission db: provider \"acl\" is not open to tenant \"acme\" (operator config authorizationProviders.acl.tenants)"
+        );
+        // A namespace without a tenant label gets nothing from a listed provider.
+        assert!(unusable(&providers, &group, &permission("acl"), "").is_some());
+        let missing = unusable(&providers, &group, &permission("ldap"), "acme").unwrap();
+        assert!(missing.contains("\"ldap\" is not configured"), "{missing}");
+    }
+}

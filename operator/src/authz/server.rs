@@ -543,9 +543,14 @@ impl Server {
             let message = unusable.join("; ");
             conditions::condition(PROVIDERS_ALLOWED, false, "ProviderNotAllowed", message, group.metadata.generation)
         };
-        // Other conditions stay as they are; ours keeps its transition time while unchanged.
-        let mut next: Vec<_> = status.conditions.iter().filter(|c| c.type_ != PROVIDERS_ALLOWED).cloned().collect();
-        next.extend(conditions::merge(&status.conditions, vec![allowed]));
+        // Other conditions stay as they are, in place; ours keeps its transition time while
+        // unchanged.
+        let allowed = conditions::merge(&status.conditions, vec![allowed]).remove(0);
+        let mut next = status.conditions.clone();
+        match next.iter_mut().find(|c| c.type_ == PROVIDERS_ALLOWED) {
+            Some(current) => *current = allowed,
+            None => next.push(allowed),
+        }
         if status.breaker.as_deref() == Some(breaker.state())
             && status.consecutive_failures == Some(failures)
             && status.last_failure == breaker.last_failure
