@@ -43,7 +43,7 @@ if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; th
   exit 1
 fi
 
-if ! cargo test -p e2e --features cluster --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_gpu --test cluster_patrol --test cluster_networks --test cluster_preauth --test cluster_apf --test cluster_kind -- --test-threads=1; then
+if ! cargo test -p e2e --features cluster --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_gpu --test cluster_patrol --test cluster_networks --test cluster_preauth --test cluster_apf --test cluster_cache --test cluster_kind -- --test-threads=1; then
   dump
   exit 1
 fi

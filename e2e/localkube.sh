@@ -80,7 +80,7 @@ step "cluster tests"
 # How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0
-cargo test -p e2e --features cluster --locked --no-fail-fast --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_gpu --test cluster_patrol --test cluster_networks --test cluster_preauth --test cluster_apf -- --test-threads=4 || status=$?
+cargo test -p e2e --features cluster --locked --no-fail-fast --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_gpu --test cluster_patrol --test cluster_networks --test cluster_preauth --test cluster_apf --test cluster_cache -- --test-threads=4 || status=$?
 # The node tests restart the kubelet: they run alone, after the rest.
 if [ "$status" = 0 ]; then
   cargo test -p e2e --features cluster --locked --test cluster_node -- --test-threads=1 || status=$?

@@ -15,7 +15,8 @@ use tracing::warn;
 
 use super::backoff::Backoff;
 use super::children::Children;
-use crate::api::{SdnNetwork, SecureWorkload, Tenant, TenantStatus};
+use super::workload_bodies::WorkloadBodies;
+use crate::api::{SdnNetwork, SecureWorkload, SecureWorkloadStatus, Tenant, TenantStatus};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::OperatorConfig;
@@ -43,6 +44,10 @@ pub struct Context {
     /// Watch caches of every child the operator manages (see [`super::children`]); namespaces
     /// included.
     pub children: Arc<Children>,
+    /// Every readable SecureWorkload as the watch delivered it (see [`super::workload_bodies`]).
+    pub workload_bodies: WorkloadBodies,
+    /// Workload statuses written whose watch events have not arrived yet.
+    pub workload_status: Written<SecureWorkloadStatus>,
     /// Who publishes our Events. A [`Recorder`] is made per Event: its aggregation cache keeps
     /// every published Event for six minutes and scans them all on each publish, which at ten
     /// thousand workloads cost megabytes and CPU, while we publish only on transitions (there are
@@ -176,6 +181,8 @@ impl Context {
             networks,
             workloads: OnceLock::new(),
             children: Arc::default(),
+            workload_bodies: WorkloadBodies::default(),
+            workload_status: Written::default(),
             backoff: Backoff::new(BACKOFF_BASE, BACKOFF_MAX),
             tenant_status: Written::default(),
             finalizer_added: Written::default(),

@@ -28,6 +28,7 @@ pub mod settled;
 pub mod sync;
 pub mod tenant;
 pub mod workload;
+pub mod workload_bodies;
 pub mod workload_status;
 
 use std::future::Future;
@@ -389,13 +390,15 @@ pub async fn run_with(
     // no owner reference), and a tenant change re-renders every workload in its namespaces.
     // The controller caches workloads' metadata only (without managedFields): a typed
     // SecureWorkload (a full pod template) takes about 6.7 KB in memory, so 10 000 of them were a
-    // third of the operator's footprint. The reconciler reads the object itself, one GET a pass.
+    // third of the operator's footprint. The whole objects are kept as JSON text for the passes
+    // (see `workload_bodies`), so a pass does not read its workload from the server.
     let (workload_store, workload_writer) = reflector::store::<PartialObjectMeta<SecureWorkload>>();
     let _ = ctx.workloads.set(workload_store.clone());
+    let bodies = ctx.clone();
     let workload_stream = settled::settled(
-        watcher(Api::<PartialObjectMeta<SecureWorkload>>::all(client.clone()), watcher::Config::default())
+        watcher(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .modify(|object| object.managed_fields_mut().clear())
+            .map(move |event| event.map(|event| bodies.workload_bodies.observe(event)))
             .reflect(workload_writer),
     )
     .applied_objects();

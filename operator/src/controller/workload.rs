@@ -37,13 +37,16 @@ const NAMESPACE_PENDING_REPORT: Duration = Duration::from_secs(30);
 pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<Context>) -> Result<Action> {
     let owner = format!("SecureWorkload/{}/{}", cached.namespace().unwrap_or_default(), cached.name_any());
     ctx.children.wait_until_listed(super::children::LIST_WAIT).await;
-    // Only metadata is cached (see `controller::run`): read the workload itself, unless the cached
-    // copy already shows it going.
-    let guarded = match cached.metadata.deletion_timestamp {
-        Some(_) => None,
-        None => {
-            let api: Api<DeserializeGuard<SecureWorkload>> =
-                Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    // Only metadata is cached by the controller (see `controller::run`): the workload is the text
+    // the same watch event left (or, when that is not at hand, read), unless the cached copy
+    // already shows it going.
+    let namespace = cached.namespace().unwrap_or_default();
+    let kept = ctx.workload_bodies.get(&namespace, &cached.name_any(), cached.resource_version().as_deref());
+    let guarded = match (&cached.metadata.deletion_timestamp, kept) {
+        (Some(_), _) => None,
+        (None, Some(workload)) => Some(DeserializeGuard(Ok(workload))),
+        (None, None) => {
+            let api: Api<DeserializeGuard<SecureWorkload>> = Api::namespaced(ctx.client.clone(), &namespace);
             api.get_opt(&cached.name_any()).await?
         }
     };
@@ -57,8 +60,12 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
     // The tenant cache is complete: `controller::run` waits for it before starting controllers.
     let namespace = workload.namespace().unwrap_or_default();
     let name = workload.name_any();
-    // Read just now, so it includes the status the previous pass wrote.
-    let previous = workload.status.clone().unwrap_or_default();
+    // The status the previous pass wrote, if the watch has not brought it back yet.
+    let previous = ctx
+        .workload_status
+        .newer_than_cache(&status_key(workload), workload.resource_version().as_deref())
+        .or_else(|| workload.status.clone())
+        .unwrap_or_default();
     let generation = workload.metadata.generation;
     // A rollback asked for by annotation: the revision's spec is copied back, which starts a new pass.
     if let Some(outcome) = history::rollback(&ctx.client, workload).await? {
@@ -452,9 +459,17 @@ async fn write_status(
     }
     let api: Api<SecureWorkload> = Api::namespaced(ctx.client.clone(), &workload.namespace().unwrap_or_default());
     let patch = json!({"apiVersion": crate::api::API_VERSION, "kind": "SecureWorkload", "status": next});
-    api.patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
+    let written = api
+        .patch_status(&workload.name_any(), &PatchParams::apply(labels::OPERATOR).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.workload_status.wrote(status_key(workload), written.resource_version(), next);
     Ok(true)
+}
+
+/// The key of a workload's written status: its uid, so that a workload recreated under the same
+/// name never inherits the status of the one before.
+fn status_key(workload: &SecureWorkload) -> String {
+    workload.uid().unwrap_or_default()
 }
 
 /// Reports a rollback request (see [`history::rollback`]) as the `RolledBack` condition and an Event.
