@@ -268,7 +268,8 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
     };
     for kind in managed_kinds() {
         let verbs: &[&str] = match kind.scope {
-            Scope::Platform => &["get", "create", "patch"],
+            // Watched into the child caches, so that tenants need not read them each pass.
+            Scope::Platform => &["get", "list", "watch", "create", "patch"],
             Scope::Tenant | Scope::Workload | Scope::Network => &["get", "list", "watch", "create", "patch", "delete"],
         };
         need(&kind.resource.group, &kind.resource.plural, verbs);

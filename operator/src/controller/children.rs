@@ -234,9 +234,9 @@ impl KindCache {
 pub struct Children {
     kinds: RwLock<HashMap<String, Arc<RwLock<KindCache>>>>,
     /// Children written in the last moments, until the cache shows the write.
-    recent: Written<Arc<DynamicObject>>,
+    recent: Arc<Written<Arc<DynamicObject>>>,
     /// Per child (`kind/namespace/name`): what our last write or confirming read saw.
-    known: Mutex<HashMap<String, Known>>,
+    known: Arc<Mutex<HashMap<String, Known>>>,
     /// Every kind has been listed once (see [`Children::wait_until_listed`]).
     listed: std::sync::atomic::AtomicBool,
 }
@@ -324,6 +324,7 @@ impl Children {
             .insert(kind_key(&kind.resource.api_version, &kind.resource.kind), cache.clone());
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={OPERATOR}"));
         let name = kind.resource.kind.clone();
+        let (recent, known) = (self.recent.clone(), self.known.clone());
         let events = if WITH_STATUS.contains(&name.as_str()) {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
             watcher(api, config).default_backoff().boxed()
@@ -339,6 +340,20 @@ impl Children {
             .map(move |event| match event {
                 Ok(event) => {
                     let event = map_event(event, |object| trimmed(object, &name));
+                    match &event {
+                        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                            // Our write is in the cache now: it stands in no longer.
+                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
+                            recent.seen(&key, object.metadata.resource_version.as_deref());
+                        }
+                        watcher::Event::Delete(object) => {
+                            // Gone: what we wrote of it must not stand in for it any more.
+                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
+                            recent.forget(&key);
+                            known.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                        }
+                        _ => {}
+                    }
                     cache.write().unwrap_or_else(|e| e.into_inner()).apply(&event);
                     Ok(event)
                 }
@@ -434,20 +449,15 @@ impl Children {
         cache.objects.get(&(None, name.to_string())).cloned()
     }
 
-    /// What the cache says of child `namespace/name` of `kind`, to be applied as `desired` (which
-    /// carries its [`APPLIED_HASH`]).
+    /// What the cache says of a child of `kind` (its cached copy, or our write the cache does not
+    /// show yet: see [`Children::written_not_cached`]), to be applied as `desired` (which carries
+    /// its [`APPLIED_HASH`]).
     pub fn judge(&self, kind: &str, cached: Option<Arc<DynamicObject>>, desired: &Value) -> Cached {
         let hash = desired.pointer(&format!("/metadata/annotations/{}", APPLIED_HASH.replace('/', "~1")));
         let namespace = desired.pointer("/metadata/namespace").and_then(Value::as_str);
         let name = desired.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         let key = child_key(kind, namespace, name);
         let version = cached.as_ref().and_then(|c| c.resource_version());
-        // Our write of this very object that the cache does not show yet.
-        if let Some(written) = self.recent.newer_than_cache(&key, version.as_deref())
-            && written.annotations().get(APPLIED_HASH).map(|h| Value::String(h.clone())).as_ref() == hash
-        {
-            return Cached::Holds(written);
-        }
         let Some(cached) = cached else { return Cached::Absent };
         if cached.annotations().get(APPLIED_HASH).map(|h| Value::String(h.clone())).as_ref() != hash {
             return Cached::Changed(cached);
@@ -461,6 +471,19 @@ impl Children {
             Some(why) => Cached::Suspect(why),
             None => Cached::Holds(cached),
         }
+    }
+
+    /// Our write of child `namespace/name` of `kind` that the cache (at `cached`, the cached copy if
+    /// any) does not show yet.
+    pub fn written_not_cached(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        cached: Option<&DynamicObject>,
+    ) -> Option<Arc<DynamicObject>> {
+        let key = child_key(kind, namespace, name);
+        self.recent.newer_than_cache(&key, cached.and_then(|c| c.metadata.resource_version.as_deref()))
     }
 
     /// Remembers `object` as written by us (or read and found holding what we want) just now.
@@ -597,9 +620,15 @@ mod tests {
         );
         let hash = desired["metadata"]["annotations"][APPLIED_HASH].as_str().unwrap();
         children.remember("ResourceQuota", &quota(hash, "7", vec![]));
-        assert!(matches!(children.judge("ResourceQuota", None, &desired), Cached::Holds(_)), "not cached yet");
+        let written =
+            |cached: Option<&DynamicObject>| children.written_not_cached("ResourceQuota", Some("a"), "q", cached);
+        let standing_in = written(None).expect("not cached yet: our write stands in");
+        assert!(matches!(children.judge("ResourceQuota", Some(standing_in), &desired), Cached::Holds(_)));
         let stale = quota("old", "6", vec![]);
-        assert!(matches!(children.judge("ResourceQuota", Some(Arc::new(stale)), &desired), Cached::Holds(_)));
+        assert!(written(Some(&stale)).is_some(), "an older cached copy: still ours");
+        assert!(written(Some(&stale)).is_some(), "asking does not use it up");
+        assert!(written(Some(&quota(hash, "7", vec![]))).is_none(), "the cache shows our write");
+        assert!(written(Some(&stale)).is_none(), "and it is forgotten");
     }
 
     #[test]

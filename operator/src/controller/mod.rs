@@ -398,7 +398,20 @@ pub async fn run_with(
     let workload_stream = settled::settled(
         watcher(Api::<DeserializeGuard<SecureWorkload>>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .map(move |event| event.map(|event| bodies.workload_bodies.observe(event)))
+            .map(move |event| {
+                event.map(|event| {
+                    if let watcher::Event::Apply(workload) = &event {
+                        // The status a pass wrote is back: it stands in no longer.
+                        let meta = &workload.0.as_ref().map(|w| &w.metadata);
+                        if let Ok(meta) = meta {
+                            bodies
+                                .workload_status
+                                .seen(meta.uid.as_deref().unwrap_or_default(), meta.resource_version.as_deref());
+                        }
+                    }
+                    bodies.workload_bodies.observe(event)
+                })
+            })
             .reflect(workload_writer),
     )
     .applied_objects();

@@ -214,6 +214,8 @@ pub async fn ensure(client: &Client, children: &Children, child: &Child) -> Resu
     // Ours, cached and unchanged: nothing to read. (One made by someone else is not cached: ours
     // carry our label.)
     let cached = children.get(&kind, child.namespace.as_deref(), &child.name);
+    let cached =
+        children.written_not_cached(&child.kind, child.namespace.as_deref(), &child.name, cached.as_deref()).or(cached);
     if cached.is_some() && matches!(children.judge(&child.kind, cached, &desired), Cached::Holds(_)) {
         return Ok(false);
     }
@@ -320,8 +322,19 @@ pub async fn sync_children_of(
         live_by_kind.push(live);
         listed.push(how);
     }
+    // A child as listed or cached; for a cached kind, our write the cache does not show yet
+    // stands in for it (the next pass often starts before the watch brings our own write back).
     let find_live = |live: &'_ [DynamicObject], child: &Child| -> Option<DynamicObject> {
-        live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace).cloned()
+        let found = live.iter().find(|l| l.name_any() == child.name && l.namespace() == child.namespace);
+        let cached = kinds.iter().zip(&listed).any(|(kind, how)| is_of(child, kind) && matches!(how, Listed::Cached));
+        match found {
+            Some(found) if !cached => Some(found.clone()),
+            _ if cached => children
+                .written_not_cached(&child.kind, child.namespace.as_deref(), &child.name, found)
+                .map(|written| (*written).clone())
+                .or_else(|| found.cloned()),
+            _ => None,
+        }
     };
     // Namespaces this pass creates: nothing of anyone else can be in them yet.
     let new_namespaces: BTreeSet<String> = kinds
@@ -407,8 +420,11 @@ pub async fn sync_children_of(
                 let read = match verdict {
                     Cached::Holds(object) => {
                         debug!(kind = %child.kind, name = %child.name, "unchanged");
-                        if current.is_none() {
-                            // Written by an earlier pass and not in the cache yet.
+                        let listed = live
+                            .iter()
+                            .any(|l| l.name_any() == child.name && l.resource_version() == object.resource_version());
+                        if !listed {
+                            // Written by an earlier pass and not in the cache yet: report that.
                             written_objects.push((kind.resource.kind.clone(), (*object).clone()));
                         }
                         continue;
