@@ -25,7 +25,16 @@ async fn leader_log_lines(client: &kube::Client, since: jiff::Timestamp, needles
     let seconds = (jiff::Timestamp::now().duration_since(since).as_secs() + 1).max(1);
     let params = LogParams { since_seconds: Some(seconds), ..Default::default() };
     let log = pods.logs(&holder, &params).await.unwrap();
-    log.lines().filter(|line| needles.iter().all(|n| line.contains(n))).count()
+    // `since_seconds` is whole seconds: keep the lines stamped after `since`.
+    let stamp = |line: &str| {
+        let plain: String =
+            line.split('\u{1b}').map(|part| part.split_once('m').map_or(part, |(_, rest)| rest)).collect();
+        plain.split_whitespace().next().and_then(|token| token.parse::<jiff::Timestamp>().ok())
+    };
+    log.lines()
+        .filter(|line| stamp(line).is_some_and(|at| at > since))
+        .filter(|line| needles.iter().all(|n| line.contains(n)))
+        .count()
 }
 
 /// The operator does not apply `name` (in namespace `ns`) again during `quiet`: it holds what the

@@ -20,7 +20,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 
-use super::context::Written;
 use super::managed::{ManagedKind, Scope};
 use crate::builders::labels::{MANAGED_BY, NETWORK, OPERATOR, TENANT, WORKLOAD};
 
@@ -155,6 +154,59 @@ struct Known {
     our_fields: Option<u64>,
 }
 
+/// How long our write may stand in for a cache that does not show it.
+const RECENT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Our writes of the last moments, until the cache shows them.
+///
+/// Which of two copies is newer is read from their resource versions as numbers. Kubernetes calls
+/// them opaque, but every etcd-backed API server (and our fake) hands out increasing integers,
+/// and only this tells a cache that is behind our write from one that has moved past it (a status
+/// update right after our write: standing in then hid the status, and the workload stalled). A
+/// version that is not a number never stands in: the cache is used as it is, which costs at
+/// worst one write that changes nothing.
+#[derive(Default)]
+pub struct Recent {
+    writes: Mutex<HashMap<String, RecentWrite>>,
+}
+
+/// A write's resource version (as a number), when it was made, and the object it returned.
+type RecentWrite = (u64, std::time::Instant, Arc<DynamicObject>);
+
+fn version_number(version: Option<&str>) -> Option<u64> {
+    version.and_then(|v| v.parse().ok())
+}
+
+impl Recent {
+    fn wrote(&self, key: String, version: Option<&str>, object: Arc<DynamicObject>) {
+        let Some(version) = version_number(version) else { return };
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if writes.len() >= 1024 && writes.len().is_power_of_two() {
+            writes.retain(|_, (_, at, _)| at.elapsed() <= RECENT_TTL);
+        }
+        writes.insert(key, (version, std::time::Instant::now(), object));
+    }
+
+    /// Our write of `key` if it is newer than the cached copy (at `cached`, `None` when not cached).
+    fn newer_than(&self, key: &str, cached: Option<&str>) -> Option<Arc<DynamicObject>> {
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let (written, at, object) = writes.get(key)?;
+        let behind = match cached {
+            None => true,
+            Some(cached) => version_number(Some(cached)).is_some_and(|cached| cached < *written),
+        };
+        if behind && at.elapsed() <= RECENT_TTL {
+            return Some(object.clone());
+        }
+        writes.remove(key);
+        None
+    }
+
+    fn forget(&self, key: &str) {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
 /// One kind's cache: objects by (namespace, name), indexed by the owner labels they carry.
 #[derive(Default)]
 struct KindCache {
@@ -234,7 +286,7 @@ impl KindCache {
 pub struct Children {
     kinds: RwLock<HashMap<String, Arc<RwLock<KindCache>>>>,
     /// Children written in the last moments, until the cache shows the write.
-    recent: Arc<Written<Arc<DynamicObject>>>,
+    recent: Arc<Recent>,
     /// Per child (`kind/namespace/name`): what our last write or confirming read saw.
     known: Arc<Mutex<HashMap<String, Known>>>,
     /// Every kind has been listed once (see [`Children::wait_until_listed`]).
@@ -340,19 +392,11 @@ impl Children {
             .map(move |event| match event {
                 Ok(event) => {
                     let event = map_event(event, |object| trimmed(object, &name));
-                    match &event {
-                        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                            // Our write is in the cache now: it stands in no longer.
-                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
-                            recent.seen(&key, object.metadata.resource_version.as_deref());
-                        }
-                        watcher::Event::Delete(object) => {
-                            // Gone: what we wrote of it must not stand in for it any more.
-                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
-                            recent.forget(&key);
-                            known.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-                        }
-                        _ => {}
+                    if let watcher::Event::Delete(object) = &event {
+                        // Gone: what we wrote of it must not stand in for it any more.
+                        let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
+                        recent.forget(&key);
+                        known.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                     }
                     cache.write().unwrap_or_else(|e| e.into_inner()).apply(&event);
                     Ok(event)
@@ -483,7 +527,7 @@ impl Children {
         cached: Option<&DynamicObject>,
     ) -> Option<Arc<DynamicObject>> {
         let key = child_key(kind, namespace, name);
-        self.recent.newer_than_cache(&key, cached.and_then(|c| c.metadata.resource_version.as_deref()))
+        self.recent.newer_than(&key, cached.and_then(|c| c.metadata.resource_version.as_deref()))
     }
 
     /// Remembers `object` as written by us (or read and found holding what we want) just now.
@@ -492,7 +536,7 @@ impl Children {
         let known = Known { resource_version: object.resource_version(), our_fields: our_fields(object) };
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
         let trimmed = trimmed(object.clone(), kind);
-        self.recent.wrote(key, object.resource_version(), Arc::new(trimmed));
+        self.recent.wrote(key, object.resource_version().as_deref(), Arc::new(trimmed));
     }
 
     /// Forgets a child we deleted.
@@ -627,7 +671,7 @@ mod tests {
         let stale = quota("old", "6", vec![]);
         assert!(written(Some(&stale)).is_some(), "an older cached copy: still ours");
         assert!(written(Some(&stale)).is_some(), "asking does not use it up");
-        assert!(written(Some(&quota(hash, "7", vec![]))).is_none(), "the cache shows our write");
+        assert!(written(Some(&quota(hash, "9", vec![]))).is_none(), "the cache is past our write (a status update)");
         assert!(written(Some(&stale)).is_none(), "and it is forgotten");
     }
 

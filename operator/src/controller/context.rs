@@ -155,18 +155,12 @@ impl<S: Clone> Written<S> {
     }
 
     /// The watch has delivered `version` of `key`: if that is what was written, the cache holds
-    /// it (or, later, something newer) and the written copy no longer stands in. (Versions are
-    /// opaque: a cache showing another version may be behind or ahead, only this tells.)
+    /// it (or, later, something newer) and the written copy no longer stands in.
     pub fn seen(&self, key: &str, version: Option<&str>) {
         let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
         if statuses.get(key).is_some_and(|entry| entry.resource_version.as_deref() == version) {
             statuses.remove(key);
         }
-    }
-
-    /// Forgets what was written for `key` (the object is gone).
-    pub fn forget(&self, key: &str) {
-        self.statuses.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     /// Objects whose written status the cache may not show yet.
