@@ -540,6 +540,11 @@ impl OperatorConfig {
                     return Err((field(f), format!("must be between 1 and {max}")));
                 }
             }
+            for (i, tenant) in provider.tenants.iter().enumerate() {
+                if tenant.len() > 63 || !regex_lite_subdomain(tenant) || tenant.contains('.') {
+                    return Err((format!("{}[{i}]", field("tenants")), format!("{tenant:?} is not a Tenant name")));
+                }
+            }
         }
         let pre = &self.pre_authorization;
         if pre.token_audience.is_empty() {
@@ -560,11 +565,6 @@ impl OperatorConfig {
         if !self.authorization_providers.is_empty()
             && !self.images.public_prefixes.iter().any(|p| pre.image.starts_with(p.as_str()))
         {
-            for (i, tenant) in provider.tenants.iter().enumerate() {
-                if tenant.len() > 63 || !regex_lite_subdomain(tenant) || tenant.contains('.') {
-                    return Err((format!("{}[{i}]", field("tenants")), format!("{tenant:?} is not a Tenant name")));
-                }
-            }
             return Err((
                 "preAuthorization.image".into(),
                 "must start with one of images.publicPrefixes: every tenant's pods run it, without pull Secrets".into(),
@@ -701,6 +701,7 @@ mod tests {
             ("credentialsSecret: Bad_Name", "authorizationProviders.cmdb.credentialsSecret", "Secret name"),
             ("requestTimeoutSeconds: 0", "authorizationProviders.cmdb.requestTimeoutSeconds", "between 1"),
             ("grantTimeoutSeconds: 100000", "authorizationProviders.cmdb.grantTimeoutSeconds", "between 1"),
+            ("tenants: [acme, Bad_Tenant]", "authorizationProviders.cmdb.tenants[1]", "not a Tenant name"),
         ] {
             let key = bad.split(':').next().unwrap();
             let text: String = ok
@@ -712,6 +713,10 @@ mod tests {
             assert_eq!(got, path, "{bad}");
             assert!(message.contains(words), "{bad}: {message}");
         }
+        // Open to every tenant unless the platform lists some.
+        assert!(cmdb.tenants.is_empty());
+        let listed = OperatorConfig::from_yaml(&format!("{ok}    tenants: [acme, globex]\n")).unwrap();
+        assert_eq!(listed.authorization_providers["cmdb"].tenants, ["acme", "globex"]);
         let (path, _) = OperatorConfig::from_yaml(&ok.replace("  cmdb:", "  CMDB:")).unwrap_err();
         assert_eq!(path, "authorizationProviders.CMDB");
         // The init container's image must be one every tenant may pull.
@@ -731,8 +736,3 @@ mod tests {
         assert!(message.contains("cloud-admin-binding.yaml"), "{message}");
     }
 }
-            ("tenants: [acme, Bad_Tenant]", "authorizationProviders.cmdb.tenants[1]", "not a Tenant name"),
-        // Open to every tenant unless the platform lists some.
-        assert!(cmdb.tenants.is_empty());
-        let listed = OperatorConfig::from_yaml(&format!("{ok}    tenants: [acme, globex]\n")).unwrap();
-        assert_eq!(listed.authorization_providers["cmdb"].tenants, ["acme", "globex"]);

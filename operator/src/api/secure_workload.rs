@@ -567,6 +567,8 @@ pub struct UpdateStrategy {
 /// Observed state of a SecureWorkload.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+// `preAuthorization` is the authz-server's, in the schema only (see `PreAuthorizationSummary`).
+#[schemars(transform = super::permission_group::with_pre_authorization)]
 pub struct SecureWorkloadStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -618,8 +620,6 @@ pub struct SecureWorkloadStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkloadPhase {
     Pending,
-// `preAuthorization` is the authz-server's, in the schema only (see `PreAuthorizationSummary`).
-#[schemars(transform = super::permission_group::with_pre_authorization)]
     Progressing,
     Running,
     Degraded,
