@@ -69,13 +69,16 @@ async fn edits_by_others_are_undone_once_and_not_fought_over() {
 
     // A field of ours removed (no one owns it afterwards: only our own field set shrinks).
     let limits: Api<LimitRange> = Api::namespaced(client.clone(), ns);
-    let name = limits.list(&Default::default()).await.unwrap().items[0].name_any();
+    let original = limits.list(&Default::default()).await.unwrap().items[0].clone();
+    let name = original.name_any();
+    let requests = original.spec.as_ref().and_then(|s| s.limits.first()?.default_request.clone());
     let remove = json!([{"op": "remove", "path": "/spec/limits/0/defaultRequest"}]);
     let patch: json_patch::Patch = serde_json::from_value(remove).unwrap();
     limits.patch(&name, &someone, &Patch::Json::<()>(patch)).await.unwrap();
+    // (The API server defaults a missing defaultRequest to the limits: restored means ours again.)
     until("LimitRange default requests restored", || async {
         let limit = limits.get(&name).await.ok()?;
-        limit.spec?.limits.first()?.default_request.as_ref().map(|_| ())
+        (limit.spec?.limits.first()?.default_request == requests).then_some(())
     })
     .await;
     not_applied_again(&client, ns, &name, Duration::from_secs(5)).await;

@@ -23,6 +23,13 @@ use serde_json::Value;
 use super::managed::{ManagedKind, Scope};
 use crate::builders::labels::{MANAGED_BY, NETWORK, OPERATOR, TENANT, WORKLOAD};
 
+/// Whether passes take their children and workloads from the caches. UNFINISHED: off, because
+/// the last full cluster suite on localkube saw tenant namespaces left behind when their Tenant was
+/// deleted (`deleting_a_tenant_waits_for_its_workloads_then_cleans_up`, `cross_object_rules...`)
+/// with the caches on, cause not found. Off, passes LIST and GET as before (the caches are still
+/// filled and feed the triggers); the hash annotation is still applied.
+pub const ENABLED: bool = false;
+
 /// How long a reconcile waits for the child caches' first lists before it LISTs itself.
 pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -449,6 +456,9 @@ impl Children {
         namespace: Option<&str>,
         selector: &std::collections::BTreeMap<String, String>,
     ) -> Option<Vec<Arc<DynamicObject>>> {
+        if !ENABLED {
+            return None;
+        }
         let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
         if !cache.ready {
@@ -481,6 +491,9 @@ impl Children {
 
     /// The cached object `namespace/name` of `kind`, if the kind is cached and holds it.
     pub fn get(&self, kind: &ManagedKind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
+        if !ENABLED {
+            return None;
+        }
         let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
         cache.objects.get(&(namespace.map(str::to_string), name.to_string())).cloned()
@@ -488,6 +501,9 @@ impl Children {
 
     /// The cached namespace `name` (ours: the cache holds only objects with our label).
     pub fn namespace(&self, name: &str) -> Option<Arc<DynamicObject>> {
+        if !ENABLED {
+            return None;
+        }
         let cache = self.cache_of("v1", "Namespace")?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
         cache.objects.get(&(None, name.to_string())).cloned()
