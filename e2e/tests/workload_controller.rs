@@ -187,9 +187,7 @@ async fn an_unchanged_workload_costs_no_writes() {
         .filter(|r| r.method == "GET" && r.path.contains("/namespaces/acme-prod/"))
         .map(|r| r.path.clone())
         .collect();
-    if scs_operator::controller::children::ENABLED {
-        assert_eq!(reads, Vec::<String>::new(), "second pass must not read the workload or its children");
-    }
+    assert_eq!(reads, Vec::<String>::new(), "second pass must not read the workload or its children");
     env.harness.stop().await;
 }
 

@@ -9,7 +9,7 @@
 //! is a GET needed, to confirm a suspected drift. managedFields are what tells: they are reduced
 //! in the watch to what the drift check needs (see [`summarise_managed_fields`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,13 +22,6 @@ use serde_json::Value;
 
 use super::managed::{ManagedKind, Scope};
 use crate::builders::labels::{MANAGED_BY, NETWORK, OPERATOR, TENANT, WORKLOAD};
-
-/// Whether passes take their children and workloads from the caches. UNFINISHED: off, because
-/// the last full cluster suite on localkube saw tenant namespaces left behind when their Tenant was
-/// deleted (`deleting_a_tenant_waits_for_its_workloads_then_cleans_up`, `cross_object_rules...`)
-/// with the caches on, cause not found. Off, passes LIST and GET as before (the caches are still
-/// filled and feed the triggers); the hash annotation is still applied.
-pub const ENABLED: bool = false;
 
 /// How long a reconcile waits for the child caches' first lists before it LISTs itself.
 pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -288,10 +281,54 @@ impl KindCache {
     }
 }
 
+/// The names of one kind held by objects without our label (tenants' own, the cluster's): where
+/// a new child's name is taken, known without a GET per new child.
+#[derive(Default)]
+struct ForeignNames {
+    names: HashSet<(Option<String>, String)>,
+    /// Names of a relist in progress.
+    relisting: Option<HashSet<(Option<String>, String)>>,
+    ready: bool,
+}
+
+impl ForeignNames {
+    fn apply(&mut self, event: &watcher::Event<PartialObjectMeta<DynamicObject>>) {
+        let key = |o: &PartialObjectMeta<DynamicObject>| (o.metadata.namespace.clone(), o.name_any());
+        match event {
+            watcher::Event::Apply(object) => {
+                self.names.insert(key(object));
+            }
+            watcher::Event::Delete(object) => {
+                self.names.remove(&key(object));
+            }
+            watcher::Event::Init => self.relisting = Some(HashSet::new()),
+            watcher::Event::InitApply(object) => {
+                self.relisting.get_or_insert_default().insert(key(object));
+            }
+            watcher::Event::InitDone => {
+                self.names = self.relisting.take().unwrap_or_default();
+                self.ready = true;
+            }
+        }
+    }
+}
+
+/// Who holds the name a new child would take, as the caches know it.
+pub enum Holder {
+    /// Nobody: the name is free.
+    Free,
+    /// An object with our label (of this owner or another one).
+    Ours(Arc<DynamicObject>),
+    /// An object without our label.
+    Other,
+}
+
 /// The caches of every watched managed kind, and what the operator's own writes left.
 #[derive(Default)]
 pub struct Children {
     kinds: RwLock<HashMap<String, Arc<RwLock<KindCache>>>>,
+    /// Per kind, the names objects without our label hold.
+    foreign: RwLock<HashMap<String, Arc<RwLock<ForeignNames>>>>,
     /// Children written in the last moments, until the cache shows the write.
     recent: Arc<Recent>,
     /// Per child (`kind/namespace/name`): what our last write or confirming read saw.
@@ -365,13 +402,65 @@ fn to_dynamic(meta: PartialObjectMeta<DynamicObject>, kind: &ManagedKind) -> Dyn
 }
 
 impl Children {
+    /// Children with no caches: every pass given these LISTs and GETs from the server. For passes
+    /// whose outcome is final (a finalizer released), which must not miss a child just written.
+    pub fn uncached() -> Self {
+        Self::default()
+    }
+
     fn cache_of(&self, api_version: &str, kind: &str) -> Option<Arc<RwLock<KindCache>>> {
         self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(&kind_key(api_version, kind)).cloned()
     }
 
-    /// Watches `kind` (objects with our label) into its cache; yields each changed object once
-    /// the cache holds the change, as a trigger for the controller that owns the kind.
+    /// Watches `kind` (objects with our label) into its cache, and the names of the kind's other
+    /// objects (metadata only, kept as names); yields each changed object of ours once the cache
+    /// holds the change, as a trigger for the controller that owns the kind.
     pub fn watch(
+        &self,
+        client: &Client,
+        kind: &ManagedKind,
+    ) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+        let foreign = self.watch_foreign(client, kind).filter_map(|_| futures::future::ready(None));
+        futures::stream::select(self.watch_ours(client, kind), foreign)
+    }
+
+    /// Keeps the names of `kind`'s objects without our label (`managed-by!=scs-operator` selects
+    /// those without the label too). Yields nothing worth acting on: errors are the ones the watch
+    /// of our own objects of the kind reports, and until the first list is done nobody relies on it.
+    fn watch_foreign(&self, client: &Client, kind: &ManagedKind) -> impl Stream<Item = ()> + Send + 'static {
+        let names = Arc::new(RwLock::new(ForeignNames::default()));
+        self.foreign
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind_key(&kind.resource.api_version, &kind.resource.kind), names.clone());
+        let config = watcher::Config::default().labels(&format!("{MANAGED_BY}!={OPERATOR}"));
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
+        watcher(api, config).default_backoff().map(move |event| {
+            if let Ok(event) = event {
+                names.write().unwrap_or_else(|e| e.into_inner()).apply(&event);
+            }
+        })
+    }
+
+    /// Who holds name `namespace/name` of `kind`; `None` while either cache has not listed.
+    pub fn holder(&self, kind: &ManagedKind, namespace: Option<&str>, name: &str) -> Option<Holder> {
+        let key = (namespace.map(str::to_string), name.to_string());
+        let kind_key = kind_key(&kind.resource.api_version, &kind.resource.kind);
+        let foreign = self.foreign.read().unwrap_or_else(|e| e.into_inner()).get(&kind_key).cloned()?;
+        let foreign = foreign.read().unwrap_or_else(|e| e.into_inner());
+        let ours = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
+        let ours = ours.read().unwrap_or_else(|e| e.into_inner());
+        if !foreign.ready || !ours.ready {
+            return None;
+        }
+        if let Some(object) = ours.objects.get(&key) {
+            return Some(Holder::Ours(object.clone()));
+        }
+        Some(if foreign.names.contains(&key) { Holder::Other } else { Holder::Free })
+    }
+
+    /// The cache of our own objects of `kind`.
+    fn watch_ours(
         &self,
         client: &Client,
         kind: &ManagedKind,
@@ -456,9 +545,6 @@ impl Children {
         namespace: Option<&str>,
         selector: &std::collections::BTreeMap<String, String>,
     ) -> Option<Vec<Arc<DynamicObject>>> {
-        if !ENABLED {
-            return None;
-        }
         let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
         if !cache.ready {
@@ -491,22 +577,9 @@ impl Children {
 
     /// The cached object `namespace/name` of `kind`, if the kind is cached and holds it.
     pub fn get(&self, kind: &ManagedKind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
-        if !ENABLED {
-            return None;
-        }
         let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
         cache.objects.get(&(namespace.map(str::to_string), name.to_string())).cloned()
-    }
-
-    /// The cached namespace `name` (ours: the cache holds only objects with our label).
-    pub fn namespace(&self, name: &str) -> Option<Arc<DynamicObject>> {
-        if !ENABLED {
-            return None;
-        }
-        let cache = self.cache_of("v1", "Namespace")?;
-        let cache = cache.read().unwrap_or_else(|e| e.into_inner());
-        cache.objects.get(&(None, name.to_string())).cloned()
     }
 
     /// What the cache says of a child of `kind` (its cached copy, or our write the cache does not
@@ -710,6 +783,55 @@ mod tests {
         assert_eq!(cache.objects.len(), 1, "a gone while the watch was down");
         cache.apply(&watcher::Event::Delete(a));
         assert_eq!(cache.by_owner["t:acme"].len(), 1);
+    }
+
+    #[test]
+    fn who_holds_a_name_is_known_from_both_caches() {
+        let children = Children::default();
+        let kind = super::super::managed::kinds_of(Scope::Tenant)
+            .into_iter()
+            .find(|k| k.resource.kind == "ResourceQuota")
+            .unwrap();
+        let key = kind_key(&kind.resource.api_version, &kind.resource.kind);
+        let (ours, foreign) =
+            (Arc::new(RwLock::new(KindCache::default())), Arc::new(RwLock::new(ForeignNames::default())));
+        children.kinds.write().unwrap().insert(key.clone(), ours.clone());
+        children.foreign.write().unwrap().insert(key, foreign.clone());
+        let meta = |name: &str| {
+            let metadata = kube::core::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("acme-prod".into()),
+                ..Default::default()
+            };
+            serde_json::from_value::<PartialObjectMeta<DynamicObject>>(
+                json!({"apiVersion": "v1", "kind": "PartialObjectMetadata", "metadata": metadata}),
+            )
+            .unwrap()
+        };
+        foreign.write().unwrap().apply(&watcher::Event::Init);
+        foreign.write().unwrap().apply(&watcher::Event::InitApply(meta("theirs")));
+        assert!(children.holder(&kind, Some("acme-prod"), "theirs").is_none(), "not listed yet: unknown");
+        foreign.write().unwrap().apply(&watcher::Event::InitDone);
+        assert!(children.holder(&kind, Some("acme-prod"), "theirs").is_none(), "ours not listed yet either");
+        let mut quota = quota("h", "1", vec![]);
+        quota.metadata.namespace = Some("acme-prod".into());
+        ours.write().unwrap().apply(&watcher::Event::InitDone);
+        ours.write().unwrap().apply(&watcher::Event::Apply(quota));
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "theirs"), Some(Holder::Other)));
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "q"), Some(Holder::Ours(_))));
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "free"), Some(Holder::Free)));
+        assert!(
+            matches!(children.holder(&kind, Some("other"), "theirs"), Some(Holder::Free)),
+            "names are per namespace"
+        );
+        // A relist drops names gone while the watch was down.
+        foreign.write().unwrap().apply(&watcher::Event::Init);
+        foreign.write().unwrap().apply(&watcher::Event::InitDone);
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "theirs"), Some(Holder::Free)));
+        foreign.write().unwrap().apply(&watcher::Event::Apply(meta("late")));
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "late"), Some(Holder::Other)));
+        foreign.write().unwrap().apply(&watcher::Event::Delete(meta("late")));
+        assert!(matches!(children.holder(&kind, Some("acme-prod"), "late"), Some(Holder::Free)));
     }
 
     #[test]

@@ -258,6 +258,17 @@ pub async fn record(
         return Ok(listed.to_vec());
     }
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &workload.namespace().unwrap_or_default());
+    if listed.is_empty() && workload.metadata.generation == Some(1) {
+        // A new workload: its first revision is created without reading the history. A spec
+        // never changed cannot have other revisions; one an earlier pass made (its status write
+        // lost) answers 409 and the history is read.
+        let first = new_revision(workload, &current, summary(None, &spec), 1);
+        match api.create(&PostParams::default(), &first).await {
+            Ok(created) => return Ok(vec![summarize(&created)]),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let mut revisions = list(client, workload).await?;
     let newest = revisions.last().map_or(0, |r| r.revision);
     let before = revisions.iter().rev().find(|r| r.name_any() != current).and_then(data_spec).cloned();
@@ -272,21 +283,7 @@ pub async fn record(
             revisions[i] = api.patch(&current, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
         None => {
-            let revision = ControllerRevision {
-                metadata: ObjectMeta {
-                    name: Some(current.clone()),
-                    namespace: workload.namespace(),
-                    labels: Some(child_labels(&name)),
-                    annotations: Some(BTreeMap::from([(
-                        SUMMARY_ANNOTATION.to_string(),
-                        summary(before.as_ref(), &spec),
-                    )])),
-                    owner_references: workload.controller_owner_ref(&()).map(|o| vec![o]),
-                    ..Default::default()
-                },
-                data: Some(RawExtension(json!({"spec": spec}))),
-                revision: newest + 1,
-            };
+            let revision = new_revision(workload, &current, summary(before.as_ref(), &spec), newest + 1);
             revisions.push(api.create(&PostParams::default(), &revision).await?);
         }
     }
@@ -301,6 +298,22 @@ pub async fn record(
         }
     }
     Ok(revisions.iter().filter(|r| !pruned.contains(&r.name_any())).map(summarize).collect())
+}
+
+/// Revision `number` of `workload`'s current spec, named `name`, with its change `summary`.
+fn new_revision(workload: &SecureWorkload, name: &str, summary: String, number: i64) -> ControllerRevision {
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: workload.namespace(),
+            labels: Some(child_labels(&workload.name_any())),
+            annotations: Some(BTreeMap::from([(SUMMARY_ANNOTATION.to_string(), summary)])),
+            owner_references: workload.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        data: Some(RawExtension(json!({"spec": recorded_spec(&workload.spec)}))),
+        revision: number,
+    }
 }
 
 /// What a rollback request came to.

@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::children::{APPLIED_HASH, Cached, Children, with_applied_hash};
+use super::children::{APPLIED_HASH, Cached, Children, Holder, with_applied_hash};
 use super::diff::holds;
 use super::error::{Error, Result};
 use super::managed::{self, ManagedKind, Scope};
@@ -356,18 +356,28 @@ pub async fn sync_children_of(
             {
                 continue;
             }
-            let api = api_for(client, kind, child.namespace.as_deref());
-            if let Some(existing) = api.get_metadata_opt(&child.name).await? {
-                let why =
-                    foreign(existing.labels(), existing.owner_references(), selector, desired_owner(child).as_ref());
-                if let Some(why) = why {
-                    report.conflicts.push(Conflict {
-                        kind: child.kind.clone(),
-                        namespace: child.namespace.clone(),
-                        name: child.name.clone(),
-                        why,
-                    });
+            let owner = desired_owner(child);
+            let why = match children.holder(kind, child.namespace.as_deref(), &child.name) {
+                Some(Holder::Free) => None,
+                Some(Holder::Ours(existing)) => {
+                    foreign(existing.labels(), existing.owner_references(), selector, owner.as_ref())
                 }
+                Some(Holder::Other) => foreign(&BTreeMap::new(), &[], selector, owner.as_ref()),
+                // The caches have not listed the kind: ask.
+                None => {
+                    let api = api_for(client, kind, child.namespace.as_deref());
+                    api.get_metadata_opt(&child.name).await?.and_then(|existing| {
+                        foreign(existing.labels(), existing.owner_references(), selector, owner.as_ref())
+                    })
+                }
+            };
+            if let Some(why) = why {
+                report.conflicts.push(Conflict {
+                    kind: child.kind.clone(),
+                    namespace: child.namespace.clone(),
+                    name: child.name.clone(),
+                    why,
+                });
             }
         }
     }

@@ -13,8 +13,9 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, finalizer};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::children::Children;
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
@@ -248,9 +249,9 @@ async fn retained_namespaces(
 }
 
 /// The tenant's labelled namespaces, as (name, terminating).
-async fn labelled_namespaces(tenant: &Tenant, ctx: &Context) -> Result<Vec<(String, bool)>> {
+async fn labelled_namespaces(tenant: &Tenant, ctx: &Context, children: &Children) -> Result<Vec<(String, bool)>> {
     let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
-    let cached = kind.and_then(|kind| ctx.children.selected(&kind, None, &sync::requirements(&selector(tenant))));
+    let cached = kind.and_then(|kind| children.selected(&kind, None, &sync::requirements(&selector(tenant))));
     let names = match cached {
         Some(cached) => cached.iter().map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some())).collect(),
         None => {
@@ -364,7 +365,7 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
         .map(|(n, _)| n.clone())
         .collect();
     // A namespace dropped from the spec is deleted only when it holds nothing a user made.
-    let leaving: Vec<String> = labelled_namespaces(tenant, ctx)
+    let leaving: Vec<String> = labelled_namespaces(tenant, ctx, &ctx.children)
         .await?
         .into_iter()
         .filter(|(name, terminating)| !terminating && !tenant.namespace_names().contains(name))
@@ -702,9 +703,13 @@ async fn write_status(tenant: &Tenant, ctx: &Context, previous: &TenantStatus, n
 }
 
 async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    // Read from the server, not the caches: the finalizer goes once this pass finds nothing left,
+    // and a child written a moment ago may not have come back through its watch yet (on a real
+    // cluster a Tenant deleted right after it was ready left its namespace behind).
+    let server = Children::uncached();
     let forced = tenant.annotations().get(FORCE_DELETE).is_some_and(|v| v == "true");
     if forced {
-        let deleted = sync::delete_all(&ctx.client, &ctx.children, &selector(tenant)).await?;
+        let deleted = sync::delete_all(&ctx.client, &server, &selector(tenant)).await?;
         metrics().owns(&format!("Tenant/{}", tenant.name_any()), &Default::default());
         metrics().tenant_quota(&tenant.name_any(), &[]);
         metrics().tenant_days_left(&tenant.name_any(), None);
@@ -713,13 +718,18 @@ async fn cleanup(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     // Every namespace leaves: those holding only what the operator made go now; the others are
     // retained (no member bindings, zero quota) and hold the deletion until an admin acts.
-    let leaving: Vec<String> =
-        labelled_namespaces(tenant, ctx).await?.into_iter().filter(|(_, t)| !t).map(|(name, _)| name).collect();
+    let leaving: Vec<String> = labelled_namespaces(tenant, ctx, &server)
+        .await?
+        .into_iter()
+        .filter(|(_, t)| !t)
+        .map(|(name, _)| name)
+        .collect();
     let retained = retained_namespaces(tenant, ctx, &leaving).await?;
+    debug!(tenant = %tenant.name_any(), ?leaving, retained = ?retained.keys().collect::<Vec<_>>(), "cleaning up");
     let desired = retained_children(tenant, ctx, &[], &retained);
     let report = sync::sync_children(
         &ctx.client,
-        &ctx.children,
+        &server,
         Scope::Tenant,
         None,
         &selector(tenant),

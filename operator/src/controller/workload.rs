@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 use tracing::info;
 
+use super::children::Holder;
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::Result;
@@ -210,7 +211,10 @@ pub async fn reconcile(cached: Arc<PartialObjectMeta<SecureWorkload>>, ctx: Arc<
         return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
     let assessed = assess(built, observed.as_ref());
-    let problem = if super::workload_status::needs_pod_check(assessed.0) && kind != crate::api::WorkloadKind::CronJob {
+    let pods_to_check = super::workload_status::needs_pod_check(assessed.0)
+        && kind != crate::api::WorkloadKind::CronJob
+        && live.as_ref().is_some_and(|object| super::workload_status::may_have_pods(kind, object));
+    let problem = if pods_to_check {
         let pods = workload_pods(&ctx, &namespace, &name).await?;
         pod_problem(live.as_ref(), &pods)
     } else {
@@ -383,14 +387,19 @@ enum Tenancy<'a> {
 
 async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str) -> Result<Tenancy<'a>> {
     let claimant = catalog.tenant_of_namespace(namespace);
-    // The cache holds only namespaces with our label; one missing from it may be new, so ask.
-    let cached = ctx.children.namespace(namespace);
-    let live = match cached {
-        Some(cached) => cached.metadata.clone(),
+    // Only a tenant that lists the namespace can own it.
+    let Some(claimant) = claimant else { return Ok(Tenancy::None) };
+    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
+    let holder = kind.and_then(|kind| ctx.children.holder(&kind, None, namespace));
+    let live = match holder {
+        Some(Holder::Ours(cached)) => cached.metadata.clone(),
+        Some(Holder::Free) => return Ok(Tenancy::Claimed(claimant)),
+        Some(Holder::Other) => return Ok(Tenancy::None),
+        // The caches have not listed namespaces yet: ask.
         None => {
             let api: Api<Namespace> = Api::all(ctx.client.clone());
             let Some(live) = api.get_metadata_opt(namespace).await? else {
-                return Ok(claimant.map_or(Tenancy::None, Tenancy::Claimed));
+                return Ok(Tenancy::Claimed(claimant));
             };
             live.metadata
         }

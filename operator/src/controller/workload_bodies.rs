@@ -72,9 +72,6 @@ impl WorkloadBodies {
     /// The workload `namespace/name` as the watch last delivered it, if that is `resource_version`
     /// (the version the controller's metadata store holds) and it could be read.
     pub fn get(&self, namespace: &str, name: &str, resource_version: Option<&str>) -> Option<SecureWorkload> {
-        if !super::children::ENABLED {
-            return None;
-        }
         let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
         let (version, body) = bodies.by_key.get(&(namespace.to_string(), name.to_string()))?;
         if version.as_deref() != resource_version {
@@ -139,7 +136,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "the caches are off (controller::children::ENABLED)"]
     fn a_pass_reads_the_version_its_store_holds() {
         let bodies = WorkloadBodies::default();
         let meta = bodies.observe(watcher::Event::Apply(workload("web", "5")));
@@ -154,7 +150,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "the caches are off (controller::children::ENABLED)"]
     fn a_relist_forgets_what_it_no_longer_sees() {
         let bodies = WorkloadBodies::default();
         bodies.observe(watcher::Event::Apply(workload("gone", "1")));

@@ -202,6 +202,16 @@ pub fn needs_pod_check(phase: WorkloadPhase) -> bool {
     matches!(phase, WorkloadPhase::Pending | WorkloadPhase::Progressing | WorkloadPhase::Degraded)
 }
 
+/// Whether `object` (the workload's Deployment, StatefulSet, ...) may have pods: one whose
+/// controller counts none (`status.replicas`, also before the controller saw it) has none for a
+/// pod check to explain, and is looked at again when the count changes (a watch event).
+pub fn may_have_pods(kind: WorkloadKind, object: &Value) -> bool {
+    match kind {
+        WorkloadKind::Deployment | WorkloadKind::StatefulSet => object["status"]["replicas"].as_i64().unwrap_or(0) > 0,
+        _ => true,
+    }
+}
+
 /// `ChildrenReady` and the other conditions once pod problems and refused children are counted:
 /// a pod `problem` turns a workload that is not up into `Degraded` with the problem's reason; a
 /// child the API server refused turns it `Degraded` with reason `ApplyFailed` (or
@@ -254,6 +264,19 @@ mod tests {
         let observed = observe(kind_enum, &object);
         let (phase, ready, _) = assess(&workload(kind, false), Some(&observed));
         (phase, ready)
+    }
+
+    #[test]
+    fn pods_are_looked_for_only_once_the_controller_counts_some() {
+        let just_applied = json!({"metadata": {"generation": 1}, "spec": {"replicas": 3}});
+        let none_yet = json!({"spec": {"replicas": 3}, "status": {"observedGeneration": 1, "replicas": 0}});
+        let some = json!({"spec": {"replicas": 3}, "status": {"observedGeneration": 1, "replicas": 2}});
+        for kind in [WorkloadKind::Deployment, WorkloadKind::StatefulSet] {
+            assert!(!may_have_pods(kind, &just_applied));
+            assert!(!may_have_pods(kind, &none_yet));
+            assert!(may_have_pods(kind, &some));
+        }
+        assert!(may_have_pods(WorkloadKind::Job, &just_applied), "other kinds are always looked at");
     }
 
     #[test]
