@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Error as FinalizerError, Event as Finalizer, fina
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::children::Children;
+use super::children::{Children, Holder};
 use super::conditions::{self, condition};
 use super::context::{Context, RESYNC};
 use super::error::{Error, Result};
@@ -105,19 +105,29 @@ async fn namespace_states(
     catalog: &Catalog,
 ) -> Result<BTreeMap<String, NamespaceState>> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
+    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
     let claims = catalog.namespace_claims();
     let me = tenant.name_any();
     let mut states = BTreeMap::new();
     for name in tenant.namespace_names() {
-        let state = match api.get_opt(&name).await? {
+        // From the caches when they know the name (one of ours, or someone else's: no labels of
+        // ours to read); a namespace we created a moment ago and they do not show yet is taken
+        // for absent here, and the sync finds our write standing in for it.
+        let live = match kind.as_ref().and_then(|kind| ctx.children.holder(kind, None, &name)) {
+            Some(Holder::Ours(cached)) => Some(cached.metadata.clone()),
+            Some(Holder::Other) => Some(Default::default()),
+            Some(Holder::Free) => None,
+            None => api.get_opt(&name).await?.map(|live| live.metadata),
+        };
+        let state = match live {
             Some(live) => {
-                let labels = live.labels();
+                let labels = live.labels.unwrap_or_default();
                 if labels.get(labels::MANAGED_BY).map(String::as_str) != Some(labels::OPERATOR) {
                     NamespaceState::Conflict("exists and is not managed by scs-operator".into())
                 } else if labels.get(labels::TENANT) != Some(&me) {
                     let owner = labels.get(labels::TENANT).cloned().unwrap_or_default();
                     NamespaceState::Conflict(format!("belongs to Tenant {owner:?}"))
-                } else if live.metadata.deletion_timestamp.is_some() {
+                } else if live.deletion_timestamp.is_some() {
                     NamespaceState::Terminating
                 } else {
                     NamespaceState::Ours
