@@ -8,10 +8,10 @@ use std::time::Duration;
 use e2e::cluster::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, Service};
 use k8s_openapi::jiff;
 use kube::ResourceExt;
-use kube::api::{Api, LogParams, Patch, PatchParams};
+use kube::api::{Api, LogParams, Patch, PatchParams, PostParams};
 use scs_operator::api::SecureWorkload;
 use scs_operator::controller::children::APPLIED_HASH;
 use serde_json::json;
@@ -102,5 +102,41 @@ async fn edits_by_others_are_undone_once_and_not_fought_over() {
     not_applied_again(&client, ns, "web", Duration::from_secs(5)).await;
     let deployment = deployments.get("web").await.unwrap();
     assert_eq!(deployment.annotations()["example.com/note"], "mine", "not ours: kept");
+    delete_tenant(&client, ns).await;
+}
+
+/// A new child's name held by an object without our label is known from the watch of such names
+/// (`managed-by!=scs-operator`, which the API server answers with the objects lacking the label
+/// too), not from a GET per new child: the workload reports the conflict and the object stays
+/// as its maker left it.
+#[tokio::test]
+async fn a_name_taken_by_someone_else_is_seen_from_the_caches() {
+    let client = client().await;
+    let ns = "e2e-names";
+    ready_tenant(&client, ns, json!({})).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let theirs: Service = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "taken", "labels": {"team": "ops"}},
+        "spec": {"selector": {"app": "legacy"}, "ports": [{"port": 8080}]}}))
+    .unwrap();
+    services.create(&PostParams::default(), &theirs).await.unwrap();
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
+    let spec = json!({"kind": "Deployment", "replicas": 0, "expose": {"ports": [{"port": 80}]},
+        "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}});
+    let manifest = json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload",
+        "metadata": {"name": "taken", "namespace": ns}, "spec": spec});
+    apply(&workloads, "taken", manifest).await;
+    let wanted = r#"Service "taken" exists and was not created by scs-operator"#;
+    until("the workload reports the taken name", || async {
+        let status = workloads.get("taken").await.ok()?.status?;
+        status.conditions.iter().any(|c| c.reason == "Conflict" && c.message.contains(wanted)).then_some(())
+    })
+    .await;
+    let service = services.get("taken").await.unwrap();
+    assert_eq!(service.labels().get("team").map(String::as_str), Some("ops"));
+    assert!(!service.annotations().contains_key(APPLIED_HASH), "never applied by the operator");
+    assert!(service.managed_fields().iter().all(|m| m.manager.as_deref() != Some("scs-operator")));
+    services.delete("taken", &Default::default()).await.unwrap();
+    workloads.delete("taken", &Default::default()).await.unwrap();
     delete_tenant(&client, ns).await;
 }

@@ -218,6 +218,10 @@ struct KindCache {
     /// The first list failed (the kind is not served, or not readable): passes LIST it themselves
     /// and nobody waits for it.
     unlisted: bool,
+    /// The last list answered 404: the API server does not serve the kind (an optional CRD such
+    /// as Multus' is not installed). Passes take that from here rather than a LIST each; the
+    /// watch keeps trying, so a CRD installed later is picked up.
+    unserved: bool,
 }
 
 /// The index keys an object is found by: its workload (`w:ns/name`), tenant and network labels.
@@ -263,6 +267,20 @@ impl KindCache {
         }
     }
 
+    /// The watch failed: until a list succeeds, passes LIST the kind themselves, or know that it
+    /// is not served (the list answered 404).
+    fn failed(&mut self, error: &watcher::Error) {
+        self.unlisted = !self.ready;
+        if let watcher::Error::InitialListFailed(kube::Error::Api(status)) = error {
+            self.unserved = status.code == 404;
+            if self.unserved {
+                // The CRD was removed: its objects went with it.
+                self.objects.clear();
+                self.by_owner.clear();
+            }
+        }
+    }
+
     fn apply(&mut self, event: &watcher::Event<DynamicObject>) {
         match event {
             watcher::Event::Apply(object) => self.insert(object.clone()),
@@ -270,6 +288,7 @@ impl KindCache {
             watcher::Event::Init => self.relisting = Some(Vec::new()),
             watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().push(object.clone()),
             watcher::Event::InitDone => {
+                self.unserved = false;
                 self.objects.clear();
                 self.by_owner.clear();
                 for object in self.relisting.take().unwrap_or_default() {
@@ -498,8 +517,7 @@ impl Children {
                     Ok(event)
                 }
                 Err(error) => {
-                    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
-                    cache.unlisted = !cache.ready;
+                    cache.write().unwrap_or_else(|e| e.into_inner()).failed(&error);
                     Err(error)
                 }
             })
@@ -511,6 +529,12 @@ impl Children {
     pub fn ready(&self, kind: &ManagedKind) -> bool {
         self.cache_of(&kind.resource.api_version, &kind.resource.kind)
             .is_some_and(|c| c.read().unwrap_or_else(|e| e.into_inner()).ready)
+    }
+
+    /// Whether the watch of `kind` found that the API server does not serve it.
+    pub fn unserved(&self, kind: &ManagedKind) -> bool {
+        self.cache_of(&kind.resource.api_version, &kind.resource.kind)
+            .is_some_and(|c| c.read().unwrap_or_else(|e| e.into_inner()).unserved)
     }
 
     /// Waits until every watched kind has been listed once (or failed to be: not served), at most
@@ -783,6 +807,23 @@ mod tests {
         assert_eq!(cache.objects.len(), 1, "a gone while the watch was down");
         cache.apply(&watcher::Event::Delete(a));
         assert_eq!(cache.by_owner["t:acme"].len(), 1);
+    }
+
+    #[test]
+    fn a_kind_the_server_does_not_serve_is_known_until_a_list_succeeds() {
+        let status = |code: u16| {
+            watcher::Error::InitialListFailed(kube::Error::Api(
+                kube::core::Status::failure("x", "NotFound").with_code(code).boxed(),
+            ))
+        };
+        let mut cache = KindCache::default();
+        cache.failed(&status(403));
+        assert!(cache.unlisted && !cache.unserved, "forbidden: passes LIST (and are told why)");
+        cache.failed(&status(404));
+        assert!(cache.unserved);
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitDone);
+        assert!(cache.ready && !cache.unserved, "the CRD was installed");
     }
 
     #[test]

@@ -63,7 +63,9 @@ pub async fn reconcile(guarded: Arc<DeserializeGuard<SdnNetwork>>, ctx: Arc<Cont
     };
     let attachments = attachments(network, &users, &ctx).await;
     // A namespace just created has no inventory binding yet: look again soon rather than at resync.
-    let recheck = if attachments.iter().any(|a| a.pods.is_none()) { UNLISTED_RECHECK } else { RESYNC };
+    // So does a network whose Subnet kind is not served: Kube-OVN installed later triggers nothing.
+    let unserved = subnet.as_ref().and_then(|c| c.as_ref()).is_some_and(|c| c.reason == "ApiNotServed");
+    let recheck = if unserved || attachments.iter().any(|a| a.pods.is_none()) { UNLISTED_RECHECK } else { RESYNC };
     let previous = network.status.clone().unwrap_or_default();
     let mut next_conditions = vec![ready];
     next_conditions.extend(subnet.into_iter().flatten());

@@ -281,8 +281,9 @@ enum Listed {
 }
 
 /// The live children of `kind` that `selector` selects: from the cache when it has listed the
-/// kind, else with a LIST (a 404 meaning the API is not served at all: an optional CRD such as
-/// Multus' is not installed, so nothing of that kind can exist or be created).
+/// kind, else with a LIST. A kind the API server does not serve (its watch's list or this LIST
+/// answered 404: an optional CRD such as Multus' is not installed) has no objects and can have
+/// none created.
 async fn live_children(
     client: &Client,
     children: &Children,
@@ -290,6 +291,9 @@ async fn live_children(
     namespace: Option<&str>,
     selector: &str,
 ) -> Result<(Listed, Vec<DynamicObject>)> {
+    if children.unserved(kind) {
+        return Ok((Listed::Unserved, Vec::new()));
+    }
     if let Some(cached) = children.selected(kind, namespace, &requirements(selector)) {
         return Ok((Listed::Cached, cached.iter().map(|o| (**o).clone()).collect()));
     }

@@ -35,6 +35,8 @@ pub const FINALIZER: &str = "scs.dev/tenant-cleanup";
 pub const FORCE_DELETE: &str = "scs.dev/force-delete";
 /// How soon a tenant with retained namespaces looks at them again.
 pub const RETAINED_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// How soon a tenant whose children include a kind the cluster does not serve looks again.
+const UNSERVED_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Entry point for the controller: unwraps the deserialization guard and runs the finalizer.
 pub async fn reconcile(guarded: Arc<DeserializeGuard<Tenant>>, ctx: Arc<Context>) -> Result<Action> {
@@ -470,7 +472,15 @@ async fn apply(tenant: &Tenant, ctx: &Context) -> Result<Action> {
     }
     // Nothing watches what users keep in a retained namespace, or a new namespace's default
     // ServiceAccount: look again soon. Expiry comes back at its instant.
-    let recheck = if retained.is_empty() && !images.waiting { RESYNC } else { RETAINED_RECHECK };
+    // A kind the API server does not serve (Multus' CRDs not installed) is known from its watch,
+    // which keeps trying; once the CRD is there nothing of ours exists to trigger this tenant.
+    let recheck = if !report.unserved.is_empty() {
+        UNSERVED_RECHECK
+    } else if retained.is_empty() && !images.waiting {
+        RESYNC
+    } else {
+        RETAINED_RECHECK
+    };
     Ok(Action::requeue(crate::expiry::requeue(tenant, ctx.clock.now(), recheck)))
 }
 
