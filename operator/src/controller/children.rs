@@ -205,6 +205,17 @@ impl Recent {
     fn forget(&self, key: &str) {
         self.writes.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+
+    /// The watch brought `key` at `version`: our write of it stands in no longer once the cache
+    /// holds it or something newer (otherwise each stand-in, a second copy of the cached object,
+    /// lived until a later pass of its owner asked for it).
+    fn caught_up(&self, key: &str, version: Option<&str>) {
+        let Some(cached) = version_number(version) else { return };
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if writes.get(key).is_some_and(|(written, _, _)| *written <= cached) {
+            writes.remove(key);
+        }
+    }
 }
 
 /// One kind's cache: objects by (namespace, name), indexed by the owner labels they carry.
@@ -370,9 +381,14 @@ fn trimmed(mut object: DynamicObject, kind: &str) -> DynamicObject {
     let mut entries = std::mem::take(object.managed_fields_mut());
     summarise_managed_fields(&mut entries);
     *object.managed_fields_mut() = entries;
+    // Of labels and annotations only what the caches are read for: the owner labels (index,
+    // selectors, whose a name is) and the applied hash. The rest was most of a cached child
+    // (`kubectl apply` even keeps the whole object again in an annotation).
     if let Some(annotations) = object.metadata.annotations.as_mut() {
-        // Written by `kubectl apply`: the whole object again.
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.retain(|key, _| key == APPLIED_HASH);
+    }
+    if let Some(labels) = object.metadata.labels.as_mut() {
+        labels.retain(|key, _| [MANAGED_BY, TENANT, WORKLOAD, NETWORK].contains(&key.as_str()));
     }
     if WITH_STATUS.contains(&kind) {
         let mut kept = serde_json::json!({});
@@ -507,11 +523,18 @@ impl Children {
             .map(move |event| match event {
                 Ok(event) => {
                     let event = map_event(event, |object| trimmed(object, &name));
-                    if let watcher::Event::Delete(object) = &event {
-                        // Gone: what we wrote of it must not stand in for it any more.
-                        let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
-                        recent.forget(&key);
-                        known.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                    match &event {
+                        watcher::Event::Delete(object) => {
+                            // Gone: what we wrote of it must not stand in for it any more.
+                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
+                            recent.forget(&key);
+                            known.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+                        }
+                        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                            let key = child_key(&name, object.namespace().as_deref(), &object.name_any());
+                            recent.caught_up(&key, object.resource_version().as_deref());
+                        }
+                        _ => {}
                     }
                     cache.write().unwrap_or_else(|e| e.into_inner()).apply(&event);
                     Ok(event)
@@ -789,6 +812,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stand_in_goes_once_the_watch_brings_the_write() {
+        let recent = Recent::default();
+        let written = Arc::new(quota("h", "7", vec![]));
+        recent.wrote("k".into(), Some("7"), written.clone());
+        recent.caught_up("k", Some("6"));
+        assert!(recent.newer_than("k", Some("6")).is_some(), "an older event leaves it");
+        recent.caught_up("k", Some("7"));
+        assert!(recent.writes.lock().unwrap().is_empty(), "the write itself came back");
+        recent.wrote("k".into(), Some("7"), written);
+        recent.caught_up("k", Some("9"));
+        assert!(recent.writes.lock().unwrap().is_empty(), "something newer came back");
+    }
+
+    #[test]
     fn a_relist_replaces_the_cache_and_the_index_finds_owners() {
         let mut cache = KindCache::default();
         let a = quota("h", "1", vec![]);
@@ -886,5 +923,15 @@ mod tests {
             json!({"spec": {"replicas": 3, "template": {"spec": {"nodeSelector": {"x": "y"}}}}, "status": {"readyReplicas": 2}})
         );
         assert_eq!(trimmed(deployment, "Service").data, json!({}));
+    }
+
+    #[test]
+    fn only_owner_labels_and_the_hash_are_cached() {
+        let service = object(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web",
+            "labels": {MANAGED_BY: OPERATOR, WORKLOAD: "web", "app.kubernetes.io/name": "web"},
+            "annotations": {APPLIED_HASH: "h", "kubectl.kubernetes.io/last-applied-configuration": "{...}"}}}));
+        let kept = trimmed(service, "Service");
+        assert_eq!(kept.labels().keys().collect::<Vec<_>>(), [MANAGED_BY, WORKLOAD]);
+        assert_eq!(kept.annotations().keys().collect::<Vec<_>>(), [APPLIED_HASH]);
     }
 }

@@ -225,18 +225,33 @@ impl Context {
     }
 
     fn build_catalog(&self) -> Catalog {
-        let mut tenants = self.readable_tenants();
-        tenants.sort_by(|a, b| {
-            (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
-                .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
-        });
+        // Of a tenant's status only its lifecycle is read through the catalog (does it suspend
+        // its workloads?). The rest (per-namespace quota, conditions) made each snapshot several
+        // times larger, and passes in flight hold snapshots of different versions.
+        let mut tenants: Vec<Tenant> = self
+            .tenants
+            .state()
+            .iter()
+            .filter_map(|t| t.0.as_ref().ok())
+            .map(|t| Tenant {
+                metadata: t.metadata.clone(),
+                spec: t.spec.clone(),
+                status: t
+                    .status
+                    .as_ref()
+                    .map(|s| TenantStatus { lifecycle: s.lifecycle.clone(), ..Default::default() }),
+            })
+            .collect();
+        oldest_first(&mut tenants);
         let networks = self.networks.state().iter().filter_map(|n| n.0.as_ref().ok().cloned()).collect();
         Catalog { tenants, networks, workloads: Vec::new() }
     }
 
-    /// The cached Tenants that could be read.
+    /// The cached Tenants that could be read, whole, oldest first.
     pub fn readable_tenants(&self) -> Vec<Tenant> {
-        self.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect()
+        let mut tenants: Vec<Tenant> = self.tenants.state().iter().filter_map(|t| t.0.as_ref().ok().cloned()).collect();
+        oldest_first(&mut tenants);
+        tenants
     }
 
     /// Cached SdnNetworks that could not be read, as `(name, why)`: they exist (a client/CRD
@@ -266,9 +281,54 @@ impl Context {
     }
 }
 
+/// Oldest first (the oldest claim on a namespace wins), by name among equals.
+fn oldest_first(tenants: &mut [Tenant]) {
+    tenants.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+    });
+}
+
+/// What the catalog holds of a tenant, as a digest: a tenant event that leaves it unchanged (a
+/// status write, most of them) need not rebuild the catalog.
+pub fn catalog_digest(tenant: &Tenant) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    let meta = &tenant.metadata;
+    (&meta.uid, meta.generation, &meta.labels, &meta.annotations, &meta.deletion_timestamp.as_ref().map(|t| t.0))
+        .hash(&mut hasher);
+    serde_json::to_string(&tenant.status.as_ref().map(|s| &s.lifecycle)).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_the_catalog_holds_changes_its_digest() {
+        let tenant: Tenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "scs.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme", "uid": "u-1", "generation": 1, "resourceVersion": "10"},
+            "spec": {"namespaces": ["acme-prod"]},
+            "status": {"conditions": [], "lifecycle": {"state": "Active", "expiresAt": "2027-01-01T00:00:00Z", "daysLeft": 30}}
+        }))
+        .unwrap();
+        let digest = catalog_digest(&tenant);
+        let mut status_write = tenant.clone();
+        status_write.metadata.resource_version = Some("11".into());
+        status_write.status.as_mut().unwrap().observed_generation = Some(1);
+        assert_eq!(catalog_digest(&status_write), digest, "a status write leaves the catalog as it is");
+        let mut spec_change = tenant.clone();
+        spec_change.metadata.generation = Some(2);
+        assert_ne!(catalog_digest(&spec_change), digest);
+        let mut suspended = tenant.clone();
+        suspended.status.as_mut().unwrap().lifecycle.as_mut().unwrap().state = crate::api::LifecycleState::Suspended;
+        assert_ne!(catalog_digest(&suspended), digest, "workloads read the lifecycle through the catalog");
+        let mut relabelled = tenant;
+        relabelled.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
+        assert_ne!(catalog_digest(&relabelled), digest);
+    }
 
     #[test]
     fn a_written_status_stands_in_until_the_cache_shows_it() {

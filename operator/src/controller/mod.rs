@@ -229,10 +229,25 @@ pub async fn run_with(
     let (to_tenants, from_tenant_cache) = tokio::sync::mpsc::unbounded_channel();
     let caches = {
         let (tenants_changed, networks_changed) = (ctx.clone(), ctx.clone());
+        // What the catalog holds of each tenant, to rebuild it only when that changes.
+        let mut digests: std::collections::HashMap<String, u64> = Default::default();
         tokio::spawn(async move {
             future::join(
                 tenant_cache.for_each(move |event| {
-                    tenants_changed.caches_changed();
+                    let changed = match &event {
+                        Ok(watcher::Event::Apply(DeserializeGuard(Ok(tenant)))) => {
+                            let digest = context::catalog_digest(tenant);
+                            digests.insert(tenant.name_any(), digest) != Some(digest)
+                        }
+                        Ok(watcher::Event::Delete(tenant)) => {
+                            digests.remove(&tenant.name_any());
+                            true
+                        }
+                        _ => true,
+                    };
+                    if changed {
+                        tenants_changed.caches_changed();
+                    }
                     if let Ok(event) = event {
                         let _ = to_tenants.send(event.clone());
                         let _ = to_networks.send(event.clone());

@@ -145,7 +145,8 @@ fn audiences(patrol: &Patrol, tenants: &[Tenant]) -> BTreeMap<String, Option<Vec
 /// Every finding of this run, per tenant.
 async fn findings(patrol: &Patrol, ctx: &Context, now: Timestamp) -> Result<(Vec<Tenant>, Vec<Finding>)> {
     let catalog = ctx.catalog();
-    let tenants: Vec<Tenant> = catalog.tenants.clone();
+    // Whole tenants: the catalog keeps only the lifecycle of their status, the findings read quota.
+    let tenants: Vec<Tenant> = ctx.readable_tenants();
     let gpu_keys: Vec<String> = [&ctx.config.gpu.nvidia.resource_name, &ctx.config.gpu.kunlun.resource_name]
         .iter()
         .map(|r| format!("requests.{r}"))
