@@ -420,6 +420,21 @@ fn set_pointer(target: &mut Value, path: &str, value: Value) {
     }
 }
 
+/// A new, empty cache for `kind` in `caches` (a watch that starts afresh starts from nothing).
+fn register<T: Default>(caches: &RwLock<HashMap<String, Arc<RwLock<T>>>>, kind: &ManagedKind) -> Arc<RwLock<T>> {
+    let cache = Arc::new(RwLock::new(T::default()));
+    let key = kind_key(&kind.resource.api_version, &kind.resource.kind);
+    caches.write().unwrap_or_else(|e| e.into_inner()).insert(key, cache.clone());
+    cache
+}
+
+/// How the caches list: from the API server's watch cache (`resourceVersion=0`, as client-go's
+/// informers do) rather than a quorum read from etcd per kind. Some 40 watches start together
+/// whenever the operator starts or takes over; what a list misses the watch brings next.
+fn list_config() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
 fn map_event<A, B>(event: watcher::Event<A>, f: impl Fn(A) -> B) -> watcher::Event<B> {
     match event {
         watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
@@ -463,12 +478,8 @@ impl Children {
     /// those without the label too). Yields nothing worth acting on: errors are the ones the watch
     /// of our own objects of the kind reports, and until the first list is done nobody relies on it.
     fn watch_foreign(&self, client: &Client, kind: &ManagedKind) -> impl Stream<Item = ()> + Send + 'static {
-        let names = Arc::new(RwLock::new(ForeignNames::default()));
-        self.foreign
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kind_key(&kind.resource.api_version, &kind.resource.kind), names.clone());
-        let config = watcher::Config::default().labels(&format!("{MANAGED_BY}!={OPERATOR}"));
+        let names = register(&self.foreign, kind);
+        let config = list_config().labels(&format!("{MANAGED_BY}!={OPERATOR}"));
         let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &kind.resource);
         watcher(api, config).default_backoff().map(move |event| {
             if let Ok(event) = event {
@@ -500,12 +511,8 @@ impl Children {
         client: &Client,
         kind: &ManagedKind,
     ) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
-        let cache = Arc::new(RwLock::new(KindCache::default()));
-        self.kinds
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kind_key(&kind.resource.api_version, &kind.resource.kind), cache.clone());
-        let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={OPERATOR}"));
+        let cache = register(&self.kinds, kind);
+        let config = list_config().labels(&format!("{MANAGED_BY}={OPERATOR}"));
         let name = kind.resource.kind.clone();
         let (recent, known) = (self.recent.clone(), self.known.clone());
         let events = if WITH_STATUS.contains(&name.as_str()) {
