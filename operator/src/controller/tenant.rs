@@ -107,7 +107,7 @@ async fn namespace_states(
     catalog: &Catalog,
 ) -> Result<BTreeMap<String, NamespaceState>> {
     let api: Api<Namespace> = Api::all(ctx.client.clone());
-    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
+    let kind = managed::find("v1", "Namespace");
     let claims = catalog.namespace_claims();
     let me = tenant.name_any();
     let mut states = BTreeMap::new();
@@ -262,7 +262,7 @@ async fn retained_namespaces(
 
 /// The tenant's labelled namespaces, as (name, terminating).
 async fn labelled_namespaces(tenant: &Tenant, ctx: &Context, children: &Children) -> Result<Vec<(String, bool)>> {
-    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
+    let kind = managed::find("v1", "Namespace");
     let cached = kind.and_then(|kind| children.selected(&kind, None, &sync::requirements(&selector(tenant))));
     let names = match cached {
         Some(cached) => cached.iter().map(|n| (n.name_any(), n.metadata.deletion_timestamp.is_some())).collect(),

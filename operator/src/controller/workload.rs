@@ -389,7 +389,7 @@ async fn owning_tenant<'a>(ctx: &Context, catalog: &'a Catalog, namespace: &str)
     let claimant = catalog.tenant_of_namespace(namespace);
     // Only a tenant that lists the namespace can own it.
     let Some(claimant) = claimant else { return Ok(Tenancy::None) };
-    let kind = managed::kinds_of(Scope::Tenant).into_iter().find(|k| k.resource.kind == "Namespace");
+    let kind = managed::find("v1", "Namespace");
     let holder = kind.and_then(|kind| ctx.children.holder(&kind, None, namespace));
     let live = match holder {
         Some(Holder::Ours(cached)) => cached.metadata.clone(),
