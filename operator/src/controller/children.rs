@@ -873,10 +873,7 @@ mod tests {
     #[test]
     fn who_holds_a_name_is_known_from_both_caches() {
         let children = Children::default();
-        let kind = super::super::managed::kinds_of(Scope::Tenant)
-            .into_iter()
-            .find(|k| k.resource.kind == "ResourceQuota")
-            .unwrap();
+        let kind = super::super::managed::find("v1", "ResourceQuota").unwrap();
         let key = kind_key(&kind.resource.api_version, &kind.resource.kind);
         let (ours, foreign) =
             (Arc::new(RwLock::new(KindCache::default())), Arc::new(RwLock::new(ForeignNames::default())));

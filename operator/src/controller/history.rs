@@ -262,7 +262,7 @@ pub async fn record(
         // A new workload: its first revision is created without reading the history. A spec
         // never changed cannot have other revisions; one an earlier pass made (its status write
         // lost) answers 409 and the history is read.
-        let first = new_revision(workload, &current, summary(None, &spec), 1);
+        let first = new_revision(workload, &current, &spec, summary(None, &spec), 1);
         match api.create(&PostParams::default(), &first).await {
             Ok(created) => return Ok(vec![summarize(&created)]),
             Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -283,7 +283,7 @@ pub async fn record(
             revisions[i] = api.patch(&current, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         }
         None => {
-            let revision = new_revision(workload, &current, summary(before.as_ref(), &spec), newest + 1);
+            let revision = new_revision(workload, &current, &spec, summary(before.as_ref(), &spec), newest + 1);
             revisions.push(api.create(&PostParams::default(), &revision).await?);
         }
     }
@@ -300,8 +300,14 @@ pub async fn record(
     Ok(revisions.iter().filter(|r| !pruned.contains(&r.name_any())).map(summarize).collect())
 }
 
-/// Revision `number` of `workload`'s current spec, named `name`, with its change `summary`.
-fn new_revision(workload: &SecureWorkload, name: &str, summary: String, number: i64) -> ControllerRevision {
+/// Revision `number` of `workload`'s recorded `spec`, named `name`, with its change `summary`.
+fn new_revision(
+    workload: &SecureWorkload,
+    name: &str,
+    spec: &Value,
+    summary: String,
+    number: i64,
+) -> ControllerRevision {
     ControllerRevision {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -311,7 +317,7 @@ fn new_revision(workload: &SecureWorkload, name: &str, summary: String, number: 
             owner_references: workload.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
-        data: Some(RawExtension(json!({"spec": recorded_spec(&workload.spec)}))),
+        data: Some(RawExtension(json!({"spec": spec}))),
         revision: number,
     }
 }
