@@ -9,7 +9,7 @@
 //! is a GET needed, to confirm a suspected drift. managedFields are what tells: they are reduced
 //! in the watch to what the drift check needs (see [`summarise_managed_fields`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -70,12 +70,15 @@ pub fn with_applied_hash(object: &Value) -> Value {
 /// Reduces managedFields to what the drift check reads: entries for the status subresource go
 /// (status is not ours); the operator's own entries keep a fingerprint of their field set instead
 /// of the set; the others keep their field sets (usually a field or two: a revision annotation, a
-/// volume binding).
+/// volume binding). Of an entry only the manager, operation and field set are kept.
 pub fn summarise_managed_fields(entries: &mut Vec<ManagedFieldsEntry>) {
     entries.retain(|entry| entry.subresource.as_deref() != Some("status"));
-    for entry in entries.iter_mut().filter(|e| e.manager.as_deref() == Some(OPERATOR)) {
-        let print = fingerprint(entry.fields_v1.as_ref());
-        entry.fields_v1 = Some(FieldsV1(Value::from(print)));
+    for entry in entries.iter_mut() {
+        (entry.time, entry.api_version, entry.fields_type) = (None, None, None);
+        if entry.manager.as_deref() == Some(OPERATOR) {
+            let print = fingerprint(entry.fields_v1.as_ref());
+            entry.fields_v1 = Some(FieldsV1(Value::from(print)));
+        }
     }
 }
 
@@ -171,15 +174,15 @@ pub struct Recent {
 }
 
 /// A write's resource version (as a number), when it was made, and the object it returned.
-type RecentWrite = (u64, std::time::Instant, Arc<DynamicObject>);
+type RecentWrite = (u64, std::time::Instant, Entry);
 
 fn version_number(version: Option<&str>) -> Option<u64> {
     version.and_then(|v| v.parse().ok())
 }
 
 impl Recent {
-    fn wrote(&self, key: String, version: Option<&str>, object: Arc<DynamicObject>) {
-        let Some(version) = version_number(version) else { return };
+    fn wrote(&self, key: String, version: Option<&str>, object: &DynamicObject) {
+        let (Some(version), Some(object)) = (version_number(version), Entry::new(object)) else { return };
         let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         if writes.len() >= 1024 && writes.len().is_power_of_two() {
             writes.retain(|_, (_, at, _)| at.elapsed() <= RECENT_TTL);
@@ -196,7 +199,7 @@ impl Recent {
             Some(cached) => version_number(Some(cached)).is_some_and(|cached| cached < *written),
         };
         if behind && at.elapsed() <= RECENT_TTL {
-            return Some(object.clone());
+            return object.object().map(Arc::new);
         }
         writes.remove(key);
         None
@@ -218,13 +221,46 @@ impl Recent {
     }
 }
 
+/// The (namespace, name) a cached object is found by.
+type Key = (Option<String>, String);
+
+/// A cached child in compact form: the labels it is selected by, and its [`trimmed`] object as
+/// JSON text, read back when a pass asks for it. As a `DynamicObject` a trimmed child took about
+/// 3.4 KB (ObjectMeta, a B-tree node per map, a status as a tree of values); as text a fraction of
+/// that, and a pass reads back only the few children of its owner.
+struct Entry {
+    labels: Box<[(Box<str>, Box<str>)]>,
+    body: Box<[u8]>,
+}
+
+impl Entry {
+    /// `object` (already trimmed) in compact form; `None` if it cannot be written as JSON.
+    fn new(object: &DynamicObject) -> Option<Entry> {
+        let body = serde_json::to_vec(object).ok()?.into_boxed_slice();
+        let labels = object.labels().iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        Some(Entry { labels, body })
+    }
+
+    /// The object back (`None` only if the text does not read back, never seen: the caller then
+    /// treats the child as not cached, which costs a read or a write, not a wrong decision).
+    fn object(&self) -> Option<DynamicObject> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+}
+
 /// One kind's cache: objects by (namespace, name), indexed by the owner labels they carry.
 #[derive(Default)]
 struct KindCache {
-    objects: HashMap<(Option<String>, String), Arc<DynamicObject>>,
-    by_owner: HashMap<String, BTreeSet<(Option<String>, String)>>,
+    objects: HashMap<Key, Entry>,
+    /// Owner key (see [`owner_keys`]) to the objects carrying it; mostly one or a few each, so a
+    /// vector (a B-tree set took a ~0.5 KB node for one key).
+    by_owner: HashMap<String, Vec<Key>>,
     /// Objects of a relist in progress.
-    relisting: Option<Vec<DynamicObject>>,
+    relisting: Option<Vec<(Key, Entry)>>,
     ready: bool,
     /// The first list failed (the kind is not served, or not readable): passes LIST it themselves
     /// and nobody waits for it.
@@ -235,41 +271,40 @@ struct KindCache {
     unserved: bool,
 }
 
-/// The index keys an object is found by: its workload (`w:ns/name`), tenant and network labels.
-fn owner_keys(object: &DynamicObject) -> Vec<String> {
-    let labels = object.labels();
+/// The index keys an object (at `key`) is found by: its workload (`w:ns/name`), tenant and
+/// network labels.
+fn owner_keys(key: &Key, entry: &Entry) -> Vec<String> {
     let mut keys = Vec::new();
-    if let (Some(workload), Some(namespace)) = (labels.get(WORKLOAD), object.namespace()) {
+    if let (Some(workload), Some(namespace)) = (entry.label(WORKLOAD), &key.0) {
         keys.push(format!("w:{namespace}/{workload}"));
     }
-    if let Some(tenant) = labels.get(TENANT) {
+    if let Some(tenant) = entry.label(TENANT) {
         keys.push(format!("t:{tenant}"));
     }
-    if let Some(network) = labels.get(NETWORK) {
+    if let Some(network) = entry.label(NETWORK) {
         keys.push(format!("n:{network}"));
     }
     keys
 }
 
-fn key_of(object: &DynamicObject) -> (Option<String>, String) {
+fn key_of(object: &DynamicObject) -> Key {
     (object.namespace(), object.name_any())
 }
 
 impl KindCache {
-    fn insert(&mut self, object: DynamicObject) {
-        let key = key_of(&object);
+    fn insert(&mut self, key: Key, entry: Entry) {
         self.remove(&key);
-        for owner in owner_keys(&object) {
-            self.by_owner.entry(owner).or_default().insert(key.clone());
+        for owner in owner_keys(&key, &entry) {
+            self.by_owner.entry(owner).or_default().push(key.clone());
         }
-        self.objects.insert(key, Arc::new(object));
+        self.objects.insert(key, entry);
     }
 
-    fn remove(&mut self, key: &(Option<String>, String)) {
+    fn remove(&mut self, key: &Key) {
         if let Some(old) = self.objects.remove(key) {
-            for owner in owner_keys(&old) {
+            for owner in owner_keys(key, &old) {
                 if let Some(keys) = self.by_owner.get_mut(&owner) {
-                    keys.remove(key);
+                    keys.retain(|k| k != key);
                     if keys.is_empty() {
                         self.by_owner.remove(&owner);
                     }
@@ -292,18 +327,25 @@ impl KindCache {
         }
     }
 
+    /// Takes in a watch event of trimmed objects.
     fn apply(&mut self, event: &watcher::Event<DynamicObject>) {
         match event {
-            watcher::Event::Apply(object) => self.insert(object.clone()),
+            watcher::Event::Apply(object) => match Entry::new(object) {
+                Some(entry) => self.insert(key_of(object), entry),
+                None => self.remove(&key_of(object)),
+            },
             watcher::Event::Delete(object) => self.remove(&key_of(object)),
             watcher::Event::Init => self.relisting = Some(Vec::new()),
-            watcher::Event::InitApply(object) => self.relisting.get_or_insert_default().push(object.clone()),
+            watcher::Event::InitApply(object) => {
+                let relisting = self.relisting.get_or_insert_default();
+                relisting.extend(Entry::new(object).map(|entry| (key_of(object), entry)));
+            }
             watcher::Event::InitDone => {
                 self.unserved = false;
                 self.objects.clear();
                 self.by_owner.clear();
-                for object in self.relisting.take().unwrap_or_default() {
-                    self.insert(object);
+                for (key, entry) in self.relisting.take().unwrap_or_default() {
+                    self.insert(key, entry);
                 }
                 self.ready = true;
             }
@@ -499,8 +541,8 @@ impl Children {
         if !foreign.ready || !ours.ready {
             return None;
         }
-        if let Some(object) = ours.objects.get(&key) {
-            return Some(Holder::Ours(object.clone()));
+        if let Some(object) = ours.objects.get(&key).and_then(Entry::object) {
+            return Some(Holder::Ours(Arc::new(object)));
         }
         Some(if foreign.names.contains(&key) { Holder::Other } else { Holder::Free })
     }
@@ -610,30 +652,29 @@ impl Children {
             (_, _, _, Some(network)) => Some(format!("n:{network}")),
             _ => None,
         };
-        let matches = |object: &DynamicObject| {
-            namespace.is_none_or(|ns| object.namespace().as_deref() == Some(ns))
-                && selector.iter().all(|(k, v)| object.labels().get(k) == Some(v))
+        let matches = |(key, entry): &(&Key, &Entry)| {
+            namespace.is_none_or(|ns| key.0.as_deref() == Some(ns))
+                && selector.iter().all(|(k, v)| entry.label(k) == Some(v.as_str()))
         };
-        let found = match owner {
+        let candidates: Vec<(&Key, &Entry)> = match owner {
             Some(owner) => cache
                 .by_owner
                 .get(&owner)
                 .into_iter()
                 .flatten()
-                .filter_map(|key| cache.objects.get(key))
-                .filter(|o| matches(o))
-                .cloned()
+                .filter_map(|key| cache.objects.get_key_value(key))
+                .filter(matches)
                 .collect(),
-            None => cache.objects.values().filter(|o| matches(o)).cloned().collect(),
+            None => cache.objects.iter().filter(matches).collect(),
         };
-        Some(found)
+        Some(candidates.into_iter().filter_map(|(_, entry)| entry.object().map(Arc::new)).collect())
     }
 
     /// The cached object `namespace/name` of `kind`, if the kind is cached and holds it.
     pub fn get(&self, kind: &ManagedKind, namespace: Option<&str>, name: &str) -> Option<Arc<DynamicObject>> {
         let cache = self.cache_of(&kind.resource.api_version, &kind.resource.kind)?;
         let cache = cache.read().unwrap_or_else(|e| e.into_inner());
-        cache.objects.get(&(namespace.map(str::to_string), name.to_string())).cloned()
+        cache.objects.get(&(namespace.map(str::to_string), name.to_string())).and_then(Entry::object).map(Arc::new)
     }
 
     /// What the cache says of a child of `kind` (its cached copy, or our write the cache does not
@@ -679,7 +720,7 @@ impl Children {
         let known = Known { resource_version: object.resource_version(), our_fields: our_fields(object) };
         self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), known);
         let trimmed = trimmed(object.clone(), kind);
-        self.recent.wrote(key, object.resource_version().as_deref(), Arc::new(trimmed));
+        self.recent.wrote(key, object.resource_version().as_deref(), &trimmed);
     }
 
     /// Forgets a child we deleted.
@@ -821,13 +862,13 @@ mod tests {
     #[test]
     fn a_stand_in_goes_once_the_watch_brings_the_write() {
         let recent = Recent::default();
-        let written = Arc::new(quota("h", "7", vec![]));
-        recent.wrote("k".into(), Some("7"), written.clone());
+        let written = quota("h", "7", vec![]);
+        recent.wrote("k".into(), Some("7"), &written);
         recent.caught_up("k", Some("6"));
         assert!(recent.newer_than("k", Some("6")).is_some(), "an older event leaves it");
         recent.caught_up("k", Some("7"));
         assert!(recent.writes.lock().unwrap().is_empty(), "the write itself came back");
-        recent.wrote("k".into(), Some("7"), written);
+        recent.wrote("k".into(), Some("7"), &written);
         recent.caught_up("k", Some("9"));
         assert!(recent.writes.lock().unwrap().is_empty(), "something newer came back");
     }
@@ -851,6 +892,31 @@ mod tests {
         assert_eq!(cache.objects.len(), 1, "a gone while the watch was down");
         cache.apply(&watcher::Event::Delete(a));
         assert_eq!(cache.by_owner["t:acme"].len(), 1);
+    }
+
+    #[test]
+    fn a_cached_child_reads_back_as_it_was_trimmed() {
+        let mut deployment = object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "a", "resourceVersion": "5", "generation": 2,
+                "labels": {MANAGED_BY: OPERATOR, WORKLOAD: "web", TENANT: "acme"},
+                "annotations": {APPLIED_HASH: "h"},
+                "ownerReferences": [{"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "name": "web",
+                    "uid": "u", "controller": true}]},
+            "spec": {"replicas": 3}, "status": {"readyReplicas": 2, "conditions": [{"type": "Available", "status": "True"}]}}));
+        deployment.metadata.managed_fields = Some(vec![entry(OPERATOR, "Apply", None, json!({"f:spec": {}}))]);
+        let kept = trimmed(deployment, "Deployment");
+        let mut cache = KindCache::default();
+        cache.apply(&watcher::Event::Init);
+        cache.apply(&watcher::Event::InitApply(kept.clone()));
+        cache.apply(&watcher::Event::InitDone);
+        let entry = &cache.objects[&(Some("a".into()), "web".into())];
+        let back = entry.object().expect("reads back");
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&kept).unwrap());
+        assert_eq!(entry.label(WORKLOAD), Some("web"));
+        assert_eq!(cache.by_owner["w:a/web"].len(), 1);
+        assert_eq!(cache.by_owner["t:acme"].len(), 1);
+        let summary = &back.managed_fields()[0];
+        assert!(summary.time.is_none() && summary.api_version.is_none(), "only what the drift check reads");
     }
 
     #[test]
