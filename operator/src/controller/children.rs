@@ -180,6 +180,15 @@ fn version_number(version: Option<&str>) -> Option<u64> {
     version.and_then(|v| v.parse().ok())
 }
 
+/// Whether a cached copy at `cached` shows our write at `written` (or something newer): read as
+/// numbers (see [`Recent`]); where either is not a number, only the very version counts.
+pub fn shows_write(cached: Option<&str>, written: Option<&str>) -> bool {
+    match (version_number(cached), version_number(written)) {
+        (Some(cached), Some(written)) => cached >= written,
+        _ => cached.is_some() && cached == written,
+    }
+}
+
 impl Recent {
     fn wrote(&self, key: String, version: Option<&str>, object: &DynamicObject) {
         let (Some(version), Some(object)) = (version_number(version), Entry::new(object)) else { return };

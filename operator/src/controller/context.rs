@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::backoff::Backoff;
-use super::children::Children;
+use super::children::{Children, shows_write};
 use super::workload_bodies::WorkloadBodies;
 use crate::api::{SdnNetwork, SecureWorkload, SecureWorkloadStatus, Tenant, TenantStatus};
 use crate::catalog::Catalog;
@@ -110,9 +110,9 @@ impl std::ops::Deref for CatalogSnapshot {
 /// the watch has delivered the status the previous pass wrote; comparing against the stale cached
 /// status would write the same status again and repeat its Event. So each written status is
 /// remembered with the resource version the write produced, until the cache shows that version
-/// (resource versions are opaque: only equality is used) or [`WRITTEN_TTL`] has passed, which
-/// bounds how long a missed version (the cache jumping past it) can hide a later change of the
-/// status by someone else. The map holds only objects in flight.
+/// or a later one (versions compared as numbers, as for our children's writes: see
+/// [`super::children::shows_write`]; a change by someone else after our write is seen at once) or
+/// [`WRITTEN_TTL`] has passed. The map holds only objects in flight.
 pub struct Written<S> {
     statuses: Mutex<HashMap<String, Entry<S>>>,
 }
@@ -138,7 +138,7 @@ impl<S: Clone> Written<S> {
     pub fn newer_than_cache(&self, key: &str, cached_version: Option<&str>) -> Option<S> {
         let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
         let entry = statuses.get(key)?;
-        if entry.resource_version.as_deref() == cached_version || entry.at.elapsed() > WRITTEN_TTL {
+        if shows_write(cached_version, entry.resource_version.as_deref()) || entry.at.elapsed() > WRITTEN_TTL {
             statuses.remove(key);
             return None;
         }
@@ -154,11 +154,11 @@ impl<S: Clone> Written<S> {
         statuses.insert(key, Entry { resource_version, at: Instant::now(), status });
     }
 
-    /// The watch has delivered `version` of `key`: if that is what was written, the cache holds
-    /// it (or, later, something newer) and the written copy no longer stands in.
+    /// The watch has delivered `version` of `key`: if that is what was written or later, the
+    /// cache holds it and the written copy no longer stands in.
     pub fn seen(&self, key: &str, version: Option<&str>) {
         let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-        if statuses.get(key).is_some_and(|entry| entry.resource_version.as_deref() == version) {
+        if statuses.get(key).is_some_and(|entry| shows_write(version, entry.resource_version.as_deref())) {
             statuses.remove(key);
         }
     }
@@ -342,5 +342,16 @@ mod tests {
         // Once the cache shows the write, it is the truth again.
         assert_eq!(written.newer_than_cache("ns/w/1", Some("7")), None);
         assert!(written.is_empty());
+        // A cache past our write (someone changed the status after us, and the watch skipped our
+        // version) is the truth at once, not after the TTL.
+        written.wrote("ns/w/1".into(), Some("7".into()), "Running");
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("9")), None);
+        written.wrote("ns/w/1".into(), Some("7".into()), "Running");
+        written.seen("ns/w/1", Some("8"));
+        assert!(written.is_empty(), "the watch brought a later version");
+        // Versions that are not numbers: only the very version counts.
+        written.wrote("ns/w/1".into(), Some("b".into()), "Running");
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("c")), Some("Running"));
+        assert_eq!(written.newer_than_cache("ns/w/1", Some("b")), None);
     }
 }
