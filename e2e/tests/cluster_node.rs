@@ -13,7 +13,8 @@ use clap::Parser;
 use e2e::cluster::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use scs_operator::api::SecureWorkload;
 use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function, rebind};
 use scs_operator::device_plugin::{Args, run_with_client};
 use serde_json::{Value, json};
@@ -161,6 +162,7 @@ async fn the_device_plugin_serves_a_real_kubelet_and_survives_its_restart() {
 /// `scs.dev/gpu-certified=true`; a pod's recorded Allocate names its device by CDI name (and the
 /// spec file describes both); a GPU rebound to its host driver, and one whose VFIO node goes, each
 /// drop allocatable to 1 and the labelled count with it; one added later is found by a rescan.
+/// A GPU SecureWorkload's pod, with the GPU runtime class, is allocated the other device.
 /// (localkube's containerd 1.6 does not read CDI specs: the kubelet's checkpoint is where the
 /// names are seen.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +268,45 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
     let other = if id == "51" { "52" } else { "51" };
     assert!(!response.contains(&format!("nvidia.com/gpu={other}")), "{response}");
 
-    // Rebound to the host driver: no longer VFIO's, so not the VM's either.
+    // A GPU SecureWorkload's pod goes the same way: created by its ReplicaSet (so admitted with
+    // the GPU class, the taint toleration and amd64 + model + certified + CUDA placement, which
+    // the labels the plugin wrote on this node satisfy) and allocated the other device, CDI
+    // name included. (Its container cannot start: the fake device node is not on the host.)
+    let tenant = "e2e-gpu-workload";
+    ready_tenant(&client, tenant, json!({"quota": {"cpu": "2", "memory": "2Gi", "gpu": {"nvidia": 1}}})).await;
+    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), tenant);
+    apply(
+        &workloads,
+        "infer",
+        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "infer", "namespace": tenant},
+               "spec": {"kind": "Deployment", "replicas": 1,
+                        "gpu": {"vendor": "nvidia", "count": 1, "model": "Tesla-T4", "cuda": {"max": "11.2"}},
+                        "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
+    )
+    .await;
+    let tenant_pods: Api<Pod> = Api::namespaced(client.clone(), tenant);
+    let selector = ListParams::default().labels("scs.dev/workload=infer");
+    let pod = until("a pod of SecureWorkload infer", || async {
+        tenant_pods
+            .list(&selector)
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+    })
+    .await;
+    let pod_spec = pod.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("kata-qemu-nvidia-gpu"));
+    let uid = pod.uid().unwrap();
+    let (workload_ids, response) =
+        until("Allocate recorded for the workload's pod", || async { allocation_of(&plugins, &uid) }).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert_eq!(workload_ids, [other.to_string()], "the device the plain pod does not hold: {response}");
+    assert!(response.contains(&format!("/dev/vfio/{other}")), "{response}");
+    assert!(response.contains(&format!("nvidia.com/gpu={other}")), "{response}");
+    delete_tenant(&client, tenant).await;
+
     rebind(&sysfs, "0000:5c:00.0", "vfio-pci", "nvidia").unwrap();
     allocatable("1").await;
     rebind(&sysfs, "0000:5c:00.0", "nvidia", "vfio-pci").unwrap();
