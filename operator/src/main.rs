@@ -208,11 +208,13 @@ fn main() -> ExitCode {
         }
         Command::AuthzServer { config, addr, namespace, no_peer_ip_check, sweep_interval, log_format } => {
             init_logging(&log_format);
+            let config_path = config.clone();
             let config = match load_config(config) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
             let settings = scs_operator::authz::server::Settings {
+                config_path,
                 address: addr,
                 namespace,
                 replica: std::env::var("POD_NAME").unwrap_or_else(|_| format!("scs-authz-{}", std::process::id())),

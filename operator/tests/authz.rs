@@ -14,7 +14,7 @@ use k8s_openapi::jiff::SignedDuration;
 use scs_operator::api::Permission;
 use scs_operator::authz::backoff::Params;
 use scs_operator::authz::engine::{
-    Answer, Engine, GroupSpec, MemoryStore, Note, PodState, ProviderSettings, Revocation, Store,
+    Answer, Engine, GroupSpec, MemoryStore, Note, PodState, ProviderSettings, Providers, Revocation, Store,
 };
 use scs_operator::authz::provider::{PodIdentity, Provider};
 use scs_operator::authz::summary::summarize;
@@ -140,6 +140,22 @@ fn engine(
     engine_for_tenants(address, store, clock, replica, &[])
 }
 
+/// Provider `cmdb` at `address`, open only to `tenants` (empty: to all).
+fn cmdb(address: SocketAddr, tenants: &[&str]) -> BTreeMap<String, ProviderSettings> {
+    let provider = Provider {
+        endpoint: format!("http://{address}"),
+        token: "provider-secret".into(),
+        request_timeout: Duration::from_secs(2),
+    };
+    let settings = ProviderSettings {
+        provider,
+        poll_interval: Duration::from_secs(5),
+        grant_timeout: Duration::from_secs(600),
+        tenants: tenants.iter().map(|t| t.to_string()).collect(),
+    };
+    BTreeMap::from([("cmdb".to_string(), settings)])
+}
+
 /// An engine whose provider `cmdb` is open only to `tenants` (empty: to all).
 fn engine_for_tenants(
     address: SocketAddr,
@@ -148,22 +164,9 @@ fn engine_for_tenants(
     replica: &str,
     tenants: &[&str],
 ) -> Engine<Arc<MemoryStore>> {
-    let provider = Provider {
-        endpoint: format!("http://{address}"),
-        token: "provider-secret".into(),
-        request_timeout: Duration::from_secs(2),
-    };
     Engine {
         store,
-        providers: BTreeMap::from([(
-            "cmdb".to_string(),
-            ProviderSettings {
-                provider,
-                poll_interval: Duration::from_secs(5),
-                grant_timeout: Duration::from_secs(600),
-                tenants: tenants.iter().map(|t| t.to_string()).collect(),
-            },
-        )]),
+        providers: Providers::new(cmdb(address, tenants)),
         clock: clock.clock(),
         backoff: Params::default(),
         jitter: || 0.5,
@@ -361,10 +364,17 @@ async fn a_provider_not_open_to_the_tenant_is_never_asked() {
     let globex = PodIdentity { tenant: "globex".into(), ..pod("u2") };
     assert_eq!(engine.authorize(&globex, &group(None), &mut notes).await.unwrap(), Answer::Granted);
     assert_eq!(provided.lock().unwrap().posts.len(), 1);
-    // The platform opens cmdb to acme too: the waiting pod goes on by itself.
-    let engine = engine_for_tenants(address, store.clone(), &clock, "r1", &["globex", "acme"]);
+    // The platform opens cmdb to acme too (the server reloads its providers; no restart): the
+    // waiting pod goes on by itself.
+    assert!(engine.providers.replace(cmdb(address, &["globex", "acme"])), "a change");
+    assert!(!engine.providers.replace(cmdb(address, &["globex", "acme"])), "the same list again");
     assert_eq!(engine.authorize(&pod("u1"), &group(None), &mut notes).await.unwrap(), Answer::Granted);
     assert_eq!(store.all_records().iter().filter(|r| r.state == PodState::Granted).count(), 2);
+    // And closes it to globex again: its next pod is refused at once, not after a restart.
+    assert!(engine.providers.replace(cmdb(address, &["acme"])));
+    let later = PodIdentity { tenant: "globex".into(), ..pod("u3") };
+    assert!(matches!(engine.authorize(&later, &group(None), &mut notes).await.unwrap(), Answer::Waiting { .. }));
+    assert_eq!(provided.lock().unwrap().posts.len(), 2, "only acme's pod reached the provider");
 }
 
 #[tokio::test]

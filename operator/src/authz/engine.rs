@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -120,7 +121,7 @@ pub trait Store: Send + Sync {
 }
 
 /// A provider and how long to wait on it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProviderSettings {
     pub provider: Provider,
     pub poll_interval: Duration,
@@ -134,6 +135,33 @@ impl ProviderSettings {
     /// Whether pods of `tenant` may be granted through this provider.
     pub fn allows(&self, tenant: &str) -> bool {
         self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
+    }
+}
+
+/// The configured providers by name, replaceable while the server runs: a provider's tenant
+/// allow-list, endpoint or credentials changed in the operator config or its Secret take effect
+/// at the next call, without a restart (the server reloads them, see `server::reload_providers`).
+#[derive(Default)]
+pub struct Providers(std::sync::RwLock<Arc<BTreeMap<String, ProviderSettings>>>);
+
+impl Providers {
+    pub fn new(providers: BTreeMap<String, ProviderSettings>) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(providers)))
+    }
+
+    /// The providers as configured now (a call holds on to one set throughout).
+    pub fn current(&self) -> Arc<BTreeMap<String, ProviderSettings>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the providers; whether anything changed.
+    pub fn replace(&self, providers: BTreeMap<String, ProviderSettings>) -> bool {
+        let mut current = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let changed = **current != providers;
+        if changed {
+            *current = Arc::new(providers);
+        }
+        changed
     }
 }
 
@@ -221,7 +249,7 @@ pub enum Revocation {
 /// The engine of one replica.
 pub struct Engine<S> {
     pub store: S,
-    pub providers: BTreeMap<String, ProviderSettings>,
+    pub providers: Providers,
     pub clock: Clock,
     pub backoff: backoff::Params,
     /// Jitter draws (random in production, fixed in tests).
@@ -240,6 +268,7 @@ impl<S: Store> Engine<S> {
         notes: &mut Vec<Note>,
     ) -> Result<Answer, String> {
         let now = self.clock.now();
+        let providers = self.providers.current();
         let (mut record, mut version) = match self.store.get_record(&pod.uid).await? {
             Some((record, version)) => (record, Some(version)),
             None => (PodRecord { pod: pod.clone(), ..Default::default() }, None),
@@ -312,7 +341,7 @@ impl<S: Store> Engine<S> {
                 if grant.state == "Granted" {
                     continue;
                 }
-                let Some(settings) = self.providers.get(&permission.provider) else {
+                let Some(settings) = providers.get(&permission.provider) else {
                     let why = format!(
                         "provider {:?} is not configured (operator config authorizationProviders)",
                         permission.provider
@@ -325,7 +354,7 @@ impl<S: Store> Engine<S> {
                 // A provider of another tenant's: refused before any request. Not counted against
                 // the breaker (the provider was never asked; the platform's list must change).
                 if !settings.allows(&record.pod.tenant) {
-                    let why = unusable(&self.providers, group, permission, &record.pod.tenant).unwrap_or_default();
+                    let why = unusable(&providers, group, permission, &record.pod.tenant).unwrap_or_default();
                     if grant.state != "Failed" || grant.message.as_deref() != Some(why.as_str()) {
                         notes.push(Note { warning: true, reason: "ProviderNotAllowed", message: why.clone() });
                     }
@@ -463,6 +492,7 @@ impl<S: Store> Engine<S> {
     /// One revocation pass for a deleted pod.
     pub async fn revoke(&self, uid: &str) -> Result<Revocation, String> {
         let now = self.clock.now();
+        let providers = self.providers.current();
         let Some((mut record, version)) = self.store.get_record(uid).await? else {
             return Ok(Revocation::Done);
         };
@@ -488,7 +518,7 @@ impl<S: Store> Engine<S> {
         let mut left = Vec::new();
         let mut last_error = String::new();
         for (provider, id) in std::mem::take(&mut record.issued) {
-            let result = match self.providers.get(&provider) {
+            let result = match providers.get(&provider) {
                 Some(settings) => settings.provider.revoke(&id).await,
                 None => Err(format!("provider {provider:?} is no longer configured")),
             };

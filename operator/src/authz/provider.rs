@@ -58,7 +58,7 @@ pub enum Outcome {
 }
 
 /// How to reach one provider.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Provider {
     /// Base URL without a trailing slash. `http://` only in tests: configuration accepts https.
     pub endpoint: String,

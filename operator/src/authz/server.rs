@@ -83,6 +83,36 @@ pub struct Settings {
     /// the pod network (tests on the host).
     pub check_peer_ip: bool,
     pub sweep_interval: Duration,
+    /// The operator config file the providers came from, read again every
+    /// [`PROVIDERS_RELOAD_INTERVAL`] (with the providers' Secrets) so that a changed allow-list,
+    /// endpoint or credential applies without a restart. `None`: the defaults, never reloaded.
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+/// How often the providers are read again (the kubelet refreshes a mounted ConfigMap within
+/// about a minute of its change).
+pub const PROVIDERS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Reads the providers again from `path` and their Secrets; replaces them when they changed.
+/// On an error the ones in use stay (a config being edited must not unconfigure every provider).
+pub async fn reload_providers(client: &Client, settings: &Settings, current: &engine::Providers) {
+    let Some(path) = &settings.config_path else { return };
+    let config = match OperatorConfig::from_file(path) {
+        Ok(config) => config,
+        Err(error) => {
+            warn!(%error, path = %path.display(), "operator config unreadable; the providers in use stay");
+            return;
+        }
+    };
+    match providers(client, &settings.namespace, &config).await {
+        Ok(providers) => {
+            let names: Vec<String> = providers.keys().cloned().collect();
+            if current.replace(providers) {
+                info!(?names, "authorization providers reloaded");
+            }
+        }
+        Err(error) => warn!(%error, "authorization providers not reloaded; the ones in use stay"),
+    }
 }
 
 /// Records and breakers in ConfigMaps of the server's namespace.
@@ -273,7 +303,7 @@ pub async fn run(
     let providers = providers(&client, &settings.namespace, &config).await?;
     let engine = Engine {
         store: KubeStore { configmaps: Api::namespaced(client.clone(), &settings.namespace) },
-        providers,
+        providers: engine::Providers::new(providers),
         clock: Clock::system(),
         backoff: Default::default(),
         jitter: super::backoff::random_fraction,
@@ -340,11 +370,21 @@ pub async fn run(
             }
         }
     };
+    let reloading = {
+        let server = server.clone();
+        async move {
+            loop {
+                tokio::time::sleep(PROVIDERS_RELOAD_INTERVAL).await;
+                reload_providers(&server.client, &server.settings, &server.engine.providers).await;
+            }
+        }
+    };
     tokio::select! {
         _ = serving => {}
         _ = revoking => {}
         _ = sweeping => {}
         _ = summarizing => {}
+        _ = reloading => {}
     }
     Ok(())
 }
@@ -497,11 +537,12 @@ impl Server {
         let mut notes = Vec::new();
         let answer = self.engine.authorize(&identity, &groups, &mut notes).await.map_err(Refusal::Internal)?;
         self.dirty.mark(&namespace, &identity.workload);
+        let providers = self.engine.providers.current();
         for group in &groups {
             let unusable: Vec<String> = group
                 .permissions
                 .iter()
-                .filter_map(|p| engine::unusable(&self.engine.providers, group, p, &identity.tenant))
+                .filter_map(|p| engine::unusable(&providers, group, p, &identity.tenant))
                 .collect();
             self.publish_group_status(&groups_api, &namespace, &group.name, &identity.tenant, &unusable).await;
         }
