@@ -1,6 +1,7 @@
 //! Control plane of the secure container service: API types, configuration, validation,
 //! child-object builders and the offline render pipeline.
 
+pub mod allocator;
 pub mod api;
 pub mod authz;
 pub mod builders;

@@ -158,6 +158,7 @@ fn parse_cli(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
 }
 
 fn main() -> ExitCode {
+    scs_operator::allocator::limit_fragmentation();
     let cli = parse_cli(std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Run {

@@ -370,6 +370,8 @@ async fn remove_tenants(harness: &Client, tenants: usize) {
 
 #[tokio::main]
 async fn main() {
+    // As the operator binary does, so the peak RSS measured here is the one it would have.
+    scs_operator::allocator::limit_fragmentation();
     // RUST_LOG=scs_operator=info shows what the controllers write (on stderr).
     if std::env::var_os("RUST_LOG").is_some() {
         let filter = tracing_subscriber::EnvFilter::from_default_env();

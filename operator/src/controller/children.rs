@@ -238,15 +238,23 @@ type Key = (Option<String>, String);
 /// 3.4 KB (ObjectMeta, a B-tree node per map, a status as a tree of values); as text a fraction of
 /// that, and a pass reads back only the few children of its owner.
 struct Entry {
-    labels: Box<[(Box<str>, Box<str>)]>,
+    /// The [`KEPT_LABELS`] it carries, by index there.
+    labels: Box<[(u8, Box<str>)]>,
     body: Box<[u8]>,
 }
+
+/// The labels a cached child keeps (see [`trimmed`]): the owner labels (index, selectors, whose
+/// a name is).
+const KEPT_LABELS: [&str; 4] = [MANAGED_BY, TENANT, WORKLOAD, NETWORK];
 
 impl Entry {
     /// `object` (already trimmed) in compact form; `None` if it cannot be written as JSON.
     fn new(object: &DynamicObject) -> Option<Entry> {
         let body = serde_json::to_vec(object).ok()?.into_boxed_slice();
-        let labels = object.labels().iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
+        let labels = object.labels().iter();
+        let labels =
+            labels.filter_map(|(k, v)| Some((KEPT_LABELS.iter().position(|l| l == k)? as u8, v.as_str().into())));
+        let labels = labels.collect();
         Some(Entry { labels, body })
     }
 
@@ -257,17 +265,19 @@ impl Entry {
     }
 
     fn label(&self, key: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+        let index = KEPT_LABELS.iter().position(|l| *l == key)? as u8;
+        self.labels.iter().find(|(k, _)| *k == index).map(|(_, v)| &**v)
     }
 }
 
 /// One kind's cache: objects by (namespace, name), indexed by the owner labels they carry.
 #[derive(Default)]
 struct KindCache {
-    objects: HashMap<Key, Entry>,
+    /// The key shared with the index (one copy of the names per object).
+    objects: HashMap<Arc<Key>, Entry>,
     /// Owner key (see [`owner_keys`]) to the objects carrying it; mostly one or a few each, so a
     /// vector (a B-tree set took a ~0.5 KB node for one key).
-    by_owner: HashMap<String, Vec<Key>>,
+    by_owner: HashMap<String, Vec<Arc<Key>>>,
     /// Objects of a relist in progress.
     relisting: Option<Vec<(Key, Entry)>>,
     ready: bool,
@@ -303,6 +313,7 @@ fn key_of(object: &DynamicObject) -> Key {
 impl KindCache {
     fn insert(&mut self, key: Key, entry: Entry) {
         self.remove(&key);
+        let key = Arc::new(key);
         for owner in owner_keys(&key, &entry) {
             self.by_owner.entry(owner).or_default().push(key.clone());
         }
@@ -310,10 +321,10 @@ impl KindCache {
     }
 
     fn remove(&mut self, key: &Key) {
-        if let Some(old) = self.objects.remove(key) {
-            for owner in owner_keys(key, &old) {
+        if let Some((key, old)) = self.objects.remove_entry(key) {
+            for owner in owner_keys(&key, &old) {
                 if let Some(keys) = self.by_owner.get_mut(&owner) {
-                    keys.retain(|k| k != key);
+                    keys.retain(|k| !Arc::ptr_eq(k, &key));
                     if keys.is_empty() {
                         self.by_owner.remove(&owner);
                     }
@@ -439,7 +450,7 @@ fn trimmed(mut object: DynamicObject, kind: &str) -> DynamicObject {
         annotations.retain(|key, _| key == APPLIED_HASH);
     }
     if let Some(labels) = object.metadata.labels.as_mut() {
-        labels.retain(|key, _| [MANAGED_BY, TENANT, WORKLOAD, NETWORK].contains(&key.as_str()));
+        labels.retain(|key, _| KEPT_LABELS.contains(&key.as_str()));
     }
     if WITH_STATUS.contains(&kind) {
         let mut kept = serde_json::json!({});
@@ -671,10 +682,11 @@ impl Children {
                 .get(&owner)
                 .into_iter()
                 .flatten()
-                .filter_map(|key| cache.objects.get_key_value(key))
+                .filter_map(|key| cache.objects.get_key_value(&**key))
+                .map(|(key, entry)| (&**key, entry))
                 .filter(matches)
                 .collect(),
-            None => cache.objects.iter().filter(matches).collect(),
+            None => cache.objects.iter().map(|(key, entry)| (&**key, entry)).filter(matches).collect(),
         };
         Some(candidates.into_iter().filter_map(|(_, entry)| entry.object().map(Arc::new)).collect())
     }
