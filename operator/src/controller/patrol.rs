@@ -17,7 +17,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::conditions::{self, condition};
@@ -206,7 +206,8 @@ async fn run(
         conditions: conditions::merge(&fresh_status.conditions, vec![ready]),
     };
     // The claim: fails with 409 if anyone wrote the Patrol since our read.
-    let claim = json!({"metadata": {"resourceVersion": fresh.resource_version()}, "status": status});
+    let mut claim = status_patch(&status, fresh_status.last_run.as_ref());
+    claim["metadata"] = json!({"resourceVersion": fresh.resource_version()});
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&claim)).await?;
     info!(patrol = %name, run = id, items = found.len(), channels = audiences.len(), "patrol run claimed");
 
@@ -240,9 +241,31 @@ async fn run(
 }
 
 async fn write_run(api: &Api<Patrol>, name: &str, status: &PatrolStatus) -> Result<()> {
-    let patch = json!({"status": status});
+    let patch = status_patch(status, None);
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// A merge patch that writes `status` with its run whole. A merge patch keeps what it does not
+/// name, so a new run kept the previous run's `finishedAt` (it looked finished while its
+/// deliveries were still `Pending`) and its finding counts: what `previous` had and this run
+/// lacks is cleared, and `finishedAt` is cleared until the run finishes.
+fn status_patch(status: &PatrolStatus, previous: Option<&PatrolRun>) -> Value {
+    let mut patch = json!({"status": status});
+    let previous = previous.and_then(|run| serde_json::to_value(run).ok()).unwrap_or_default();
+    if let Some(run) = patch["status"].get_mut("lastRun").and_then(Value::as_object_mut) {
+        run.entry("finishedAt").or_insert(Value::Null);
+        for (field, value) in previous.as_object().into_iter().flatten() {
+            let mine = run.entry(field.clone()).or_insert(Value::Null);
+            // Maps (the counts) merge key by key: clear the previous run's keys too.
+            if let (Some(mine), Some(theirs)) = (mine.as_object_mut(), value.as_object()) {
+                for key in theirs.keys() {
+                    mine.entry(key.clone()).or_insert(Value::Null);
+                }
+            }
+        }
+    }
+    patch
 }
 
 /// Builds and delivers one channel's report; the result as the Patrol's status says it.
@@ -384,6 +407,35 @@ mod tests {
         assert_eq!(audiences["ops"], None, "the patrol's channel gets everything");
         assert_eq!(audiences["acme-feishu"], Some(vec!["acme".to_string(), "beta".to_string()]));
         assert_eq!(audiences.len(), 2);
+    }
+
+    #[test]
+    fn a_new_run_replaces_the_last_one_whole() {
+        let finished = PatrolRun {
+            id: "day-1".into(),
+            started_at: Some(Time("2026-12-01T01:00:00Z".parse().unwrap())),
+            finished_at: Some(Time("2026-12-01T01:00:05Z".parse().unwrap())),
+            items: 2,
+            counts: [("QuotaPressure".to_string(), 1), ("Expiring".to_string(), 1)].into(),
+            deliveries: vec![PatrolDelivery { name: "team".into(), result: "Failed".into(), ..Default::default() }],
+        };
+        let mut live = json!({"status": PatrolStatus { last_run: Some(finished.clone()), ..Default::default() }});
+        let claimed = PatrolRun {
+            id: "day-2".into(),
+            started_at: Some(Time("2026-12-02T01:00:00Z".parse().unwrap())),
+            items: 1,
+            counts: [("QuotaPressure".to_string(), 1)].into(),
+            deliveries: vec![PatrolDelivery { name: "team".into(), result: "Pending".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let status = PatrolStatus { last_run: Some(claimed.clone()), ..Default::default() };
+        json_patch::merge(&mut live, &status_patch(&status, Some(&finished)));
+        let run: PatrolRun = serde_json::from_value(live["status"]["lastRun"].clone()).unwrap();
+        assert_eq!(run, claimed, "no finishedAt, no count of the day before");
+        // Without the previous run at hand (the writes after the claim), still not finished.
+        let mut live = json!({"status": PatrolStatus { last_run: Some(finished), ..Default::default() }});
+        json_patch::merge(&mut live, &status_patch(&status, None));
+        assert!(live["status"]["lastRun"].get("finishedAt").is_none());
     }
 
     #[test]
