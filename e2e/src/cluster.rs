@@ -117,6 +117,21 @@ pub async fn ready_tenant(client: &Client, name: &str, spec: Value) -> Tenant {
     .await
 }
 
+/// Applies SecureWorkload `infer` in `namespace`: a busybox Deployment of `replicas` asking for
+/// one NVIDIA Tesla T4 on a driver within the `cuda` bounds.
+pub async fn apply_gpu_workload(client: &Client, namespace: &str, replicas: i32, cuda: Value) {
+    let workloads: Api<scs_operator::api::SecureWorkload> = Api::namespaced(client.clone(), namespace);
+    apply(
+        &workloads,
+        "infer",
+        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "infer", "namespace": namespace},
+               "spec": {"kind": "Deployment", "replicas": replicas,
+                        "gpu": {"vendor": "nvidia", "count": 1, "model": "Tesla-T4", "cuda": cuda},
+                        "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
+    )
+    .await;
+}
+
 /// Deletes a Tenant (forced: workloads left behind do not hold it) and waits until it is gone.
 pub async fn delete_tenant(client: &Client, name: &str) {
     let tenants: Api<Tenant> = Api::all(client.clone());

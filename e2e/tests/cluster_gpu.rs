@@ -82,16 +82,8 @@ async fn gpu_pods_need_the_vendor_class_and_amd64_nodes() {
     );
 
     // A GPU SecureWorkload: the vendor's class, its taint tolerated, amd64 only.
+    apply_gpu_workload(&client, ns, 0, json!({"min": "11.0", "max": "11.2"})).await;
     let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), ns);
-    apply(
-        &workloads,
-        "infer",
-        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "infer", "namespace": ns},
-               "spec": {"kind": "Deployment", "replicas": 0,
-                        "gpu": {"vendor": "nvidia", "count": 1, "model": "Tesla-T4", "cuda": {"min": "11.0", "max": "11.2"}},
-                        "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
-    )
-    .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deployment = until("Deployment infer", || async { deployments.get_opt("infer").await.ok()? }).await;
     let template = deployment.spec.unwrap().template.spec.unwrap();

@@ -14,7 +14,6 @@ use e2e::cluster::*;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use scs_operator::api::SecureWorkload;
 use scs_operator::device_plugin::sysfs::fake::{FakeFunction, add_function, rebind};
 use scs_operator::device_plugin::{Args, run_with_client};
 use serde_json::{Value, json};
@@ -274,16 +273,7 @@ async fn the_device_plugin_names_cdi_devices_and_follows_device_health_on_a_real
     // name included. (Its container cannot start: the fake device node is not on the host.)
     let tenant = "e2e-gpu-workload";
     ready_tenant(&client, tenant, json!({"quota": {"cpu": "2", "memory": "2Gi", "gpu": {"nvidia": 1}}})).await;
-    let workloads: Api<SecureWorkload> = Api::namespaced(client.clone(), tenant);
-    apply(
-        &workloads,
-        "infer",
-        json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "infer", "namespace": tenant},
-               "spec": {"kind": "Deployment", "replicas": 1,
-                        "gpu": {"vendor": "nvidia", "count": 1, "model": "Tesla-T4", "cuda": {"max": "11.2"}},
-                        "template": {"spec": busybox_pod_spec(&["sleep", "3600"])}}}),
-    )
-    .await;
+    apply_gpu_workload(&client, tenant, 1, json!({"max": "11.2"})).await;
     let tenant_pods: Api<Pod> = Api::namespaced(client.clone(), tenant);
     let selector = ListParams::default().labels("scs.dev/workload=infer");
     let pod = until("a pod of SecureWorkload infer", || async {
