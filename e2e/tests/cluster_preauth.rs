@@ -8,12 +8,15 @@
 //!   the pod, TokenReview), refuses another identity, grants through a fake provider in this test,
 //!   puts the finalizer on, and when the SecureWorkload scales to 0 revokes exactly once and
 //!   releases the pod; with the provider down at revocation it releases the next pod after the
-//!   bounded retries with a Warning Event.
+//!   bounded retries with a Warning Event;
+//! - the whole path on the kubelet: a pod made by the ReplicaSet runs the real init container (the
+//!   operator image loaded into the node), which reaches the server on this host (the Service's
+//!   name resolved by the pod's `hostAliases`: localkube has no DNS or kube-proxy); the server
+//!   checks the call comes from the pod's own IP; the app container starts only once the provider
+//!   granted, and scaling to 0 revokes.
 //!
-//! Not covered here (localkube has no DNS or kube-proxy, and no registry for the operator image):
-//! the init container reaching the Service and the app container starting after the grant, the
-//! peer-IP check (the host is not the pod's address), the NetworkPolicy allowance (not enforced),
-//! https to a provider with a real certificate.
+//! Not covered here: the Service and DNS in front of the in-cluster replicas, the NetworkPolicy
+//! allowance (not enforced on localkube), https to a provider with a real certificate.
 #![cfg(feature = "cluster")]
 
 use std::net::SocketAddr;
@@ -46,9 +49,13 @@ struct Provided {
     deletes: Vec<String>,
     /// `DELETE` answers 503 (the provider is down at revocation).
     delete_down: bool,
+    /// New grants stay pending (`POST` and `GET` answer 202) until this is cleared.
+    hold: bool,
+    /// `GET /grants/{id}` calls (the server polling a pending grant).
+    polls: usize,
 }
 
-/// A provider that grants at once and records what it is asked.
+/// A provider that grants at once (or holds grants pending) and records what it is asked.
 async fn fake_provider() -> (SocketAddr, Arc<Mutex<Provided>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -66,13 +73,19 @@ async fn fake_provider() -> (SocketAddr, Arc<Mutex<Provided>>) {
                         let path = request.uri().path().to_string();
                         let body = request.into_body().collect().await?.to_bytes();
                         let mut s = state.lock().unwrap();
+                        let id = path.trim_start_matches("/grants/").to_string();
                         let (status, answer) = if method == hyper::Method::POST {
                             s.posts.push(serde_json::from_slice(&body).unwrap_or_default());
-                            (201, format!(r#"{{"id":"grant-{}","state":"granted"}}"#, s.posts.len()))
+                            let (status, state) = if s.hold { (202, "pending") } else { (201, "granted") };
+                            (status, format!(r#"{{"id":"grant-{}","state":"{state}"}}"#, s.posts.len()))
+                        } else if method == hyper::Method::GET {
+                            s.polls += 1;
+                            let (status, state) = if s.hold { (202, "pending") } else { (200, "granted") };
+                            (status, format!(r#"{{"id":"{id}","state":"{state}"}}"#))
                         } else if method == hyper::Method::DELETE && s.delete_down {
                             (503, String::new())
                         } else if method == hyper::Method::DELETE {
-                            s.deletes.push(path.trim_start_matches("/grants/").to_string());
+                            s.deletes.push(id);
                             (204, String::new())
                         } else {
                             (404, String::new())
@@ -345,8 +358,12 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         // Not reloaded: configuration files accept only https providers (see above).
         config_path: None,
     };
-    let server =
-        tokio::spawn(scs_operator::authz::server::run(client.clone(), config, settings, std::future::pending()));
+    let server = tokio::spawn(scs_operator::authz::server::run(
+        client.clone(),
+        config.clone(),
+        settings.clone(),
+        std::future::pending(),
+    ));
     until("authz-server listening", || async { tokio::net::TcpStream::connect(address).await.ok().map(|_| ()) }).await;
 
     // Another identity is refused: a token for another audience, one bound to no pod, and the
@@ -521,7 +538,126 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     assert!(warned, "a Warning Event RevocationFailed names the grant left behind");
 
     server.abort();
+
+    // The whole path on the kubelet: a server on this host, reachable from pods (see below), checks
+    // that the call comes from the pod's own address.
+    let gateway = address_from_pods(pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).unwrap());
+    let settings = Settings {
+        address: SocketAddr::new(gateway, server_url_port()),
+        replica: "e2e-host-pods".into(),
+        check_peer_ip: true,
+        ..settings
+    };
+    let server =
+        tokio::spawn(scs_operator::authz::server::run(client.clone(), config, settings, std::future::pending()));
+    provided.lock().unwrap().delete_down = false;
+    app_starts_after_the_grant(&client, gateway, &provided).await;
+
+    server.abort();
     let _ = secrets.delete("e2e-preauth-cmdb", &Default::default()).await;
     delete_tenant(&client, NS).await;
     scale_in_cluster_server(&client, 2).await;
+}
+
+/// This host's address as pods reach it: the source address of its route to a pod (localkube: the
+/// bridge's gateway, not masqueraded, so the server sees the pod's own IP). `SCS_E2E_ADDRESS_FROM_PODS`
+/// overrides it where pods reach the test host some other way.
+fn address_from_pods(pod_ip: &str) -> std::net::IpAddr {
+    if let Ok(address) = std::env::var("SCS_E2E_ADDRESS_FROM_PODS") {
+        return address.parse().expect("SCS_E2E_ADDRESS_FROM_PODS is an IP address");
+    }
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket.connect((pod_ip, 9)).unwrap();
+    socket.local_addr().unwrap().ip()
+}
+
+/// The authz-server URL the operator writes into pods (the in-cluster Service) and its port.
+fn server_url_host() -> String {
+    let url = OperatorConfig::default().pre_authorization.server_url;
+    url.parse::<hyper::Uri>().unwrap().host().unwrap().to_string()
+}
+
+fn server_url_port() -> u16 {
+    OperatorConfig::default().pre_authorization.server_port() as u16
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A SecureWorkload's pod, made by its ReplicaSet, runs the real `scs-authorize` init container
+/// (the operator image loaded into the node). localkube has no DNS and no kube-proxy, so the pod's
+/// `hostAliases` resolve the Service's name to this host, where the server runs; nothing else in
+/// the pod or the path differs from a cluster's. The provider holds the grant pending: the init
+/// container keeps asking, the app container does not start; once granted, it starts. Scaling to
+/// 0 revokes that grant once.
+async fn app_starts_after_the_grant(client: &Client, gateway: std::net::IpAddr, provided: &Mutex<Provided>) {
+    let (posts, polls) = {
+        let mut provided = provided.lock().unwrap();
+        provided.hold = true;
+        (provided.posts.len(), provided.polls)
+    };
+    let mut manifest = named_workload(NS, "checkout", 1, json!(["orders"]));
+    manifest["spec"]["template"]["spec"]["hostAliases"] =
+        json!([{"ip": gateway.to_string(), "hostnames": [server_url_host()]}]);
+    apply_dynamic(client, &manifest).await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let of_checkout = ListParams::default().labels("scs.dev/workload=checkout");
+    // Asked for and polled again: the init container called, was told to wait, and called again.
+    let (pod, grant) = until("checkout's grant asked and held pending", || async {
+        let pod = pods.list(&of_checkout).await.ok()?.items.into_iter().next()?;
+        let provided = provided.lock().unwrap();
+        let index = provided.posts[posts..].iter().position(|a| a["pod"]["uid"] == json!(pod.metadata.uid))?;
+        (provided.polls >= polls + 2).then(|| (pod, format!("grant-{}", posts + index + 1)))
+    })
+    .await;
+    let name = pod.name_any();
+    let live = pods.get(&name).await.unwrap();
+    let status = live.status.clone().unwrap();
+    let init = &status.init_container_statuses.as_ref().unwrap()[0];
+    assert_eq!(init.name, INIT_CONTAINER);
+    assert!(init.state.as_ref().and_then(|s| s.running.as_ref()).is_some(), "the init container waits: {init:?}");
+    let app = &status.container_statuses.as_ref().unwrap()[0];
+    assert!(
+        app.state.as_ref().and_then(|s| s.running.as_ref()).is_none() && app.started != Some(true),
+        "the app container has not started while the grant is pending: {app:?}"
+    );
+    let shown = live.annotations().get(scs_operator::authz::GRANTS_ANNOTATION).cloned().unwrap_or_default();
+    assert!(shown.starts_with("waiting") && shown.contains("pending"), "{shown}");
+    // The pod's own token, presented from another address (this host), is refused.
+    let claimed = json!({"namespace": NS, "name": name, "uid": live.metadata.uid});
+    let server = SocketAddr::new(gateway, server_url_port());
+    let (status, answer) = authorize(server, &token(client, Some(&live), "scs-authz").await, claimed).await;
+    assert_eq!(status, 403, "{answer:?}");
+    assert!(answer.message.contains("the call comes from"), "{answer:?}");
+
+    let granted_at = unix_seconds();
+    provided.lock().unwrap().hold = false;
+    let started = until("checkout's app container running", || async {
+        let status = pods.get(&name).await.ok()?.status?;
+        let app = status.container_statuses?.into_iter().find(|c| c.name == "main")?;
+        app.state?.running?.started_at
+    })
+    .await;
+    assert!(started.0.as_second() >= granted_at, "the app started at {started:?}, granted at {granted_at}");
+    let live = pods.get(&name).await.unwrap();
+    let init = live.status.unwrap().init_container_statuses.unwrap().remove(0);
+    let done = init.state.and_then(|s| s.terminated).expect("the init container ended");
+    assert_eq!(done.exit_code, 0, "{done:?}");
+    assert_eq!(
+        live.metadata.annotations.unwrap_or_default().get(scs_operator::authz::GRANTS_ANNOTATION).map(String::as_str),
+        Some("granted")
+    );
+    let logs = pods
+        .logs(&name, &kube::api::LogParams { container: Some(INIT_CONTAINER.into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(logs.contains("waiting (HTTP 202)") && logs.contains("authorized"), "{logs}");
+
+    manifest["spec"]["replicas"] = json!(0);
+    apply_dynamic(client, &manifest).await;
+    until("the checkout pod gone", || async { pods.get_opt(&name).await.ok()?.is_none().then_some(()) }).await;
+    let revoked = provided.lock().unwrap().deletes.iter().filter(|id| **id == grant).count();
+    assert_eq!(revoked, 1, "{grant} revoked once");
 }
