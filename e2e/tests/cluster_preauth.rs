@@ -42,6 +42,7 @@ const NS: &str = "e2e-preauth";
 /// The schema and RBAC test's own tenant (tests of a file run at the same time).
 const API_NS: &str = "e2e-preauth-api";
 const MEMBER: &str = "e2e-preauth-member";
+const SERVER_ACCOUNT: &str = "system:serviceaccount:scs-system:scs-authz-server";
 
 #[derive(Default)]
 struct Provided {
@@ -261,7 +262,7 @@ async fn permission_groups_are_checked_and_fenced() {
         assert!(!may(&client, member, verb, ("scs.dev", "secureworkloads/status"), Some(API_NS)).await, "{verb}");
     }
     // The authz-server may write that status (and only patch it) but no SecureWorkload spec.
-    let server = ("system:serviceaccount:scs-system:scs-authz-server", &[][..]);
+    let server = (SERVER_ACCOUNT, &[][..]);
     assert!(may(&client, server, "patch", ("scs.dev", "secureworkloads/status"), Some(API_NS)).await);
     for verb in ["update", "create", "delete"] {
         assert!(!may(&client, server, verb, ("scs.dev", "secureworkloads/status"), Some(API_NS)).await, "{verb}");
@@ -358,8 +359,10 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         // Not reloaded: configuration files accept only https providers (see above).
         config_path: None,
     };
+    // As its own ServiceAccount: its RBAC and the admission policies are those of the real replicas.
+    let as_server = impersonating(SERVER_ACCOUNT).await;
     let server = tokio::spawn(scs_operator::authz::server::run(
-        client.clone(),
+        as_server.clone(),
         config.clone(),
         settings.clone(),
         std::future::pending(),
@@ -430,6 +433,16 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         managers.iter().all(|(m, fields)| m == "scs-authz-server" || !fields.contains(&"f:preAuthorization".into())),
         "only the server owns the summary: {managers:?}"
     );
+    // Its status rights end at the summary (scs-authz-server-status): no faked phase or counts.
+    let status = Api::<DynamicObject>::namespaced_with(as_server.clone(), NS, &scs_resource("SecureWorkload"));
+    for fake in [json!({"phase": "Failed"}), json!({"readyReplicas": 7}), json!({"conditions": []})] {
+        let patch = Patch::Merge(json!({"status": fake}));
+        refused(
+            "the authz-server fakes a workload's status",
+            status.patch_status("web", &PatchParams::default(), &patch).await,
+            &["scs-authz-server writes only status.preAuthorization"],
+        );
+    }
 
     // A project admin names a provider the platform opened to another tenant: refused before any
     // request, said in the pod's answer, an Event, the group's status and the summary.
@@ -548,8 +561,7 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         check_peer_ip: true,
         ..settings
     };
-    let server =
-        tokio::spawn(scs_operator::authz::server::run(client.clone(), config, settings, std::future::pending()));
+    let server = tokio::spawn(scs_operator::authz::server::run(as_server, config, settings, std::future::pending()));
     provided.lock().unwrap().delete_down = false;
     app_starts_after_the_grant(&client, gateway, &provided).await;
 

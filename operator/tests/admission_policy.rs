@@ -173,7 +173,8 @@ fn every_policy_is_bound_fails_closed_and_denies() {
             "scs-tenant-claims",
             "scs-operator-namespaced",
             "scs-operator-cluster",
-            "scs-tenant-pod-grants"
+            "scs-tenant-pod-grants",
+            "scs-authz-server-status"
         ]
     );
     for (policy, binding) in policies {
@@ -189,9 +190,11 @@ fn every_policy_is_bound_fails_closed_and_denies() {
             let selector = constraints.namespace_selector.unwrap().match_expressions.unwrap();
             assert_eq!((selector[0].key.as_str(), selector[0].operator.as_str()), ("scs.dev/tenant", "Exists"));
         } else {
-            // The operator's own requests only.
+            // The operator's (or the authz-server's) own requests only.
+            let account = name.strip_suffix("-status").unwrap_or("scs-operator");
             let conditions = spec.match_conditions.unwrap();
-            assert!(conditions[0].expression.contains("system:serviceaccount:scs-system:scs-operator"), "{name}");
+            let only = format!("request.userInfo.username == 'system:serviceaccount:scs-system:{account}'");
+            assert_eq!(conditions[0].expression, only, "{name}");
         }
     }
 }
@@ -257,4 +260,62 @@ fn only_the_authz_server_releases_the_permission_finalizer() {
     assert!(allowed(member, &[], protected.clone(), with(&["scs.dev/permission-protection"])));
     assert!(allowed(member, &[], stripped.clone(), with(&[])));
     assert!(allowed(member, &[], json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), with(&[])));
+}
+
+/// The authz-server's status policy: its one validation, as the offline evaluator takes it.
+fn authz_server_status_rule() -> (String, Vec<VapExpression>) {
+    let (policy, _) =
+        policies().into_iter().find(|(p, _)| p.metadata.name.as_deref() == Some("scs-authz-server-status")).unwrap();
+    let validations = policy.spec.unwrap().validations.unwrap();
+    let expression = validations[0].expression.clone();
+    let expressions = validations
+        .into_iter()
+        .map(|v| serde_json::from_value(json!({"expression": v.expression, "message": v.message})).unwrap())
+        .collect();
+    (expression, expressions)
+}
+
+#[test]
+fn the_authz_server_status_rule_names_every_status_field_but_its_own() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/scs.dev_secureworkloads.yaml");
+    let crd: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    let fields: Vec<&String> = status.as_object().unwrap().keys().filter(|k| *k != "preAuthorization").collect();
+    assert!(fields.len() > 10, "{fields:?}");
+    let (expression, _) = authz_server_status_rule();
+    for field in fields {
+        for kept in [
+            format!("has(object.status.{field}) == has(oldObject.status.{field})"),
+            format!("object.status.{field} == oldObject.status.{field}"),
+            format!("!has(object.status.{field})"),
+        ] {
+            assert!(expression.contains(&kept), "the rule does not keep status.{field}: add `{kept}`");
+        }
+    }
+    assert!(!expression.contains("preAuthorization"), "the summary is the server's to write");
+}
+
+#[test]
+fn the_authz_server_writes_only_the_summary_offline() {
+    let (_, expressions) = authz_server_status_rule();
+    let workload = |status: Value| json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "web", "namespace": "acme-prod"}, "status": status});
+    let allowed = |old: Value, new: Value| {
+        let evaluator = VapEvaluator::builder().object(new).old_object(old).build();
+        evaluator.evaluate(&expressions).iter().all(|r| r.passed)
+    };
+    let current = json!({"phase": "Running", "readyReplicas": 2, "conditions": [{"type": "Ready", "status": "True"}]});
+    let mut summarised = current.clone();
+    summarised["preAuthorization"] = json!({"pods": 2, "granted": 2});
+    assert!(allowed(workload(current.clone()), workload(summarised.clone())));
+    let unwritten = json!({"apiVersion": "scs.dev/v1alpha1", "kind": "SecureWorkload", "metadata": {"name": "web"}});
+    assert!(allowed(unwritten.clone(), workload(json!({"preAuthorization": {"pods": 0}}))), "before the operator's");
+    assert!(!allowed(unwritten, workload(json!({"phase": "Running"}))), "a phase before the operator's");
+    for (field, value) in [("phase", json!("Failed")), ("readyReplicas", json!(0)), ("conditions", json!([]))] {
+        let mut faked = summarised.clone();
+        faked[field] = value;
+        assert!(!allowed(workload(current.clone()), workload(faked)), "{field} changed");
+    }
+    let mut dropped = summarised.clone();
+    dropped.as_object_mut().unwrap().remove("phase");
+    assert!(!allowed(workload(current), workload(dropped)), "phase removed");
 }
