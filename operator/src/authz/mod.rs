@@ -27,6 +27,7 @@ pub mod provider;
 pub mod reset;
 pub mod server;
 pub mod summary;
+pub mod tls;
 
 /// Finalizer on pods that carry the authorize init container: their grants are revoked before
 /// the pod object goes.
