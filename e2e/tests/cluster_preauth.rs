@@ -144,34 +144,53 @@ async fn token(client: &Client, pod: Option<&Pod>, audience: &str) -> String {
     accounts.create_token_request(&account, &PostParams::default(), &request).await.unwrap().status.unwrap().token
 }
 
-/// Calls the server as the init container would.
-async fn authorize(address: SocketAddr, token: &str, claimed: Value) -> (u16, AuthorizeResponse) {
-    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::post("/v1/authorize")
-        .header("host", "authz")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::new(Bytes::from(claimed.to_string())))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
+/// The server as pods reach it: TLS for the Service's name, verified with the CA of the server's
+/// Secret (what the CA ConfigMap in a pod's namespace carries).
+struct Authz {
+    address: SocketAddr,
+    ca: Vec<u8>,
 }
 
-/// A counter of the server's `/metrics`.
-async fn metric(address: SocketAddr, name: &str) -> u64 {
-    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::get("/metrics").header("host", "authz").body(Full::new(Bytes::new())).unwrap();
-    let body = sender.send_request(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&body).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in {text}"))
+impl Authz {
+    async fn at(client: &Client, address: SocketAddr) -> Self {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), "scs-system");
+        let secret = secrets.get(scs_operator::authz::tls::SECRET).await.unwrap();
+        let ca = secret.data.unwrap()[scs_operator::authz::tls::CA_FILE].0.clone();
+        Self { address, ca }
+    }
+
+    async fn send(&self, request: hyper::Request<Full<Bytes>>) -> (u16, Bytes) {
+        let stream = tokio::net::TcpStream::connect(self.address).await.unwrap();
+        let config = scs_operator::authz::tls::client_config(&self.ca).unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(server_url_host()).unwrap();
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    /// Calls the server as the init container would.
+    async fn authorize(&self, token: &str, claimed: Value) -> (u16, AuthorizeResponse) {
+        let request = hyper::Request::post("/v1/authorize")
+            .header("host", "authz")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::from(claimed.to_string())))
+            .unwrap();
+        let (status, body) = self.send(request).await;
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// A counter of the server's `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let request = hyper::Request::get("/metrics").header("host", "authz").body(Full::new(Bytes::new())).unwrap();
+        let text = String::from_utf8_lossy(&self.send(request).await.1).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in {text}"))
+    }
 }
 
 /// The managers of `status` fields in a live object: `(manager, [top-level status fields])`.
@@ -270,6 +289,28 @@ async fn permission_groups_are_checked_and_fenced() {
     for verb in ["patch", "update"] {
         assert!(!may(&client, server, verb, ("scs.dev", "secureworkloads"), Some(API_NS)).await, "{verb}");
     }
+    // Its ConfigMap right outside scs-system is the CA ConfigMap of tenant namespaces, nothing else.
+    let as_server = impersonating(SERVER_ACCOUNT).await;
+    let write = |namespace: &str, name: &str, data: Value| {
+        let api: Api<ConfigMap> = Api::namespaced(as_server.clone(), namespace);
+        let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": name, "namespace": namespace}, "data": data});
+        let name = name.to_string();
+        async move { api.patch(&name, &PatchParams::apply("scs-authz-server").dry_run(), &Patch::Apply(manifest)).await }
+    };
+    let ca = json!({"ca.crt": "-----BEGIN CERTIFICATE-----"});
+    write(API_NS, scs_operator::authz::tls::CA_CONFIGMAP, ca.clone()).await.unwrap();
+    refused("another ConfigMap", write(API_NS, "app-settings", ca.clone()).await, &["forbidden"]);
+    refused(
+        "the CA ConfigMap outside tenant namespaces",
+        write("kube-system", scs_operator::authz::tls::CA_CONFIGMAP, ca).await,
+        &["scs-authz-server writes ConfigMaps only in scs-system"],
+    );
+    refused(
+        "more than the CA",
+        write(API_NS, scs_operator::authz::tls::CA_CONFIGMAP, json!({"ca.crt": "x", "app.env": "y"})).await,
+        &["scs-authz-server writes ConfigMaps only in scs-system"],
+    );
     delete_tenant(&client, API_NS).await;
 }
 
@@ -312,16 +353,6 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     assert_eq!(inits[0].args.as_deref(), Some(&["authorize".to_string()][..]));
     assert_eq!(template.containers[0].command.as_deref(), Some(&["sleep".to_string(), "3600".to_string()][..]));
 
-    // The pod exists and has an address (its init container cannot run here: no registry holds
-    // the operator image, and no DNS would find the Service).
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    let pod = until("a pod of web with an IP", || async {
-        let list = pods.list(&ListParams::default().labels("scs.dev/workload=web")).await.ok()?;
-        list.items.into_iter().find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
-    })
-    .await;
-    let pod_name = pod.name_any();
-
     // The server, on the host, against this API server.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -358,6 +389,8 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         sweep_interval: Duration::from_secs(3600),
         // Not reloaded: configuration files accept only https providers (see above).
         config_path: None,
+        // TLS as the in-cluster replicas (the default https:// server URL), with their Secret.
+        tls_names: OperatorConfig::default().pre_authorization.tls_names(),
     };
     // As its own ServiceAccount: its RBAC and the admission policies are those of the real replicas.
     let as_server = impersonating(SERVER_ACCOUNT).await;
@@ -368,23 +401,33 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
         std::future::pending(),
     ));
     until("authz-server listening", || async { tokio::net::TcpStream::connect(address).await.ok().map(|_| ()) }).await;
+    let authz = Authz::at(&client, address).await;
+
+    // The pod exists and has an address: the kubelet set it up once the server had written the CA
+    // ConfigMap its volume needs. (Its init container cannot reach the Service here: no DNS.)
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let pod = until("a pod of web with an IP", || async {
+        let list = pods.list(&ListParams::default().labels("scs.dev/workload=web")).await.ok()?;
+        list.items.into_iter().find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some())
+    })
+    .await;
+    let pod_name = pod.name_any();
 
     // Another identity is refused: a token for another audience, one bound to no pod, and the
     // pod's own token naming another pod.
     let claimed = json!({"namespace": NS, "name": pod_name, "uid": pod.metadata.uid});
-    let (status, answer) =
-        authorize(address, &token(&client, Some(&pod), "not-scs-authz").await, claimed.clone()).await;
+    let (status, answer) = authz.authorize(&token(&client, Some(&pod), "not-scs-authz").await, claimed.clone()).await;
     assert_eq!(status, 403, "{answer:?}");
-    let (status, answer) = authorize(address, &token(&client, None, "scs-authz").await, claimed.clone()).await;
+    let (status, answer) = authz.authorize(&token(&client, None, "scs-authz").await, claimed.clone()).await;
     assert_eq!(status, 403, "{answer:?}");
     assert!(answer.message.contains("not bound to a pod"), "{answer:?}");
     let pod_token = token(&client, Some(&pod), "scs-authz").await;
-    let (status, answer) = authorize(address, &pod_token, json!({"namespace": NS, "name": "web-other"})).await;
+    let (status, answer) = authz.authorize(&pod_token, json!({"namespace": NS, "name": "web-other"})).await;
     assert_eq!(status, 403, "{answer:?}");
     assert!(provided.lock().unwrap().posts.is_empty(), "no grant asked for a refused caller");
 
     // The pod's own token: granted, with the identity the API server knows.
-    let (status, answer) = authorize(address, &pod_token, claimed).await;
+    let (status, answer) = authz.authorize(&pod_token, claimed).await;
     assert_eq!((status, answer.state.as_str()), (200, "granted"), "{answer:?}");
     {
         let provided = provided.lock().unwrap();
@@ -455,7 +498,7 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     })
     .await;
     let claimed = json!({"namespace": NS, "name": api_pod.name_any(), "uid": api_pod.metadata.uid});
-    let (status, answer) = authorize(address, &token(&client, Some(&api_pod), "scs-authz").await, claimed).await;
+    let (status, answer) = authz.authorize(&token(&client, Some(&api_pod), "scs-authz").await, claimed).await;
     assert_eq!((status, answer.state.as_str()), (202, "waiting"), "{answer:?}");
     for words in
         [format!("PermissionGroup {NS}/billing"), "\"globex-only\"".into(), format!("not open to tenant \"{NS}\"")]
@@ -516,9 +559,9 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     assert_eq!(summary_of(&web), json!({"pods": 0, "granted": 0, "pending": 0, "failed": 0}));
     assert!(web.data["status"]["phase"].is_string() && web.data["status"]["conditions"].is_array());
     // Writes are coalesced and only made on change: nothing more once nothing changes.
-    let writes = metric(address, "scs_authz_summary_writes_total").await;
+    let writes = authz.metric("scs_authz_summary_writes_total").await;
     tokio::time::sleep(scs_operator::authz::server::SUMMARY_INTERVAL * 3).await;
-    assert_eq!(metric(address, "scs_authz_summary_writes_total").await, writes, "no write without a change");
+    assert_eq!(authz.metric("scs_authz_summary_writes_total").await, writes, "no write without a change");
     eprintln!("summary writes so far (2 workloads, 4 authorize calls, 2 revocations): {writes}");
 
     // The provider is down when the next pod goes: after the bounded retries the pod is released
@@ -534,7 +577,7 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     })
     .await;
     let claimed = json!({"namespace": NS, "name": pod.name_any(), "uid": pod.metadata.uid});
-    let (status, answer) = authorize(address, &token(&client, Some(&pod), "scs-authz").await, claimed).await;
+    let (status, answer) = authz.authorize(&token(&client, Some(&pod), "scs-authz").await, claimed).await;
     assert_eq!(status, 200, "{answer:?}");
     provided.lock().unwrap().delete_down = true;
     apply_dynamic(&client, &workload(NS, 0, json!(["orders"]))).await;
@@ -637,10 +680,15 @@ async fn app_starts_after_the_grant(client: &Client, gateway: std::net::IpAddr, 
     );
     let shown = live.annotations().get(scs_operator::authz::GRANTS_ANNOTATION).cloned().unwrap_or_default();
     assert!(shown.starts_with("waiting") && shown.contains("pending"), "{shown}");
+    // The init container verified the server with the CA the server wrote into the namespace.
+    let server = SocketAddr::new(gateway, server_url_port());
+    let authz = Authz::at(client, server).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let published = configmaps.get(scs_operator::authz::tls::CA_CONFIGMAP).await.unwrap().data.unwrap();
+    assert_eq!(published[scs_operator::authz::tls::CA_FILE].as_bytes(), authz.ca, "the CA of the server's Secret");
     // The pod's own token, presented from another address (this host), is refused.
     let claimed = json!({"namespace": NS, "name": name, "uid": live.metadata.uid});
-    let server = SocketAddr::new(gateway, server_url_port());
-    let (status, answer) = authorize(server, &token(client, Some(&live), "scs-authz").await, claimed).await;
+    let (status, answer) = authz.authorize(&token(client, Some(&live), "scs-authz").await, claimed).await;
     assert_eq!(status, 403, "{answer:?}");
     assert!(answer.message.contains("the call comes from"), "{answer:?}");
 

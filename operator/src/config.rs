@@ -110,7 +110,9 @@ pub struct PreAuthorizationConfig {
     /// Image of the init container: the operator's own. It must start with one of
     /// `images.publicPrefixes` so every tenant may pull it (no pull Secret, any pull policy).
     pub image: String,
-    /// URL of the authorization server as pods reach it (its Service).
+    /// URL of the authorization server as pods reach it (its Service). `https://` (the default):
+    /// the server serves a certificate for the URL's host and pods verify it with the CA in the
+    /// ConfigMap `scs-authz-ca` of their namespace; `http://` only where TLS is not wanted.
     pub server_url: String,
     /// Namespace of the authorization server: tenant NetworkPolicies let pods reach it there.
     pub server_namespace: String,
@@ -128,13 +130,19 @@ impl PreAuthorizationConfig {
         let https = self.server_url.starts_with("https://");
         uri.and_then(|u| u.port_u16()).map_or(if https { 443 } else { 80 }, i32::from)
     }
+
+    /// The names the server's certificate must carry (the URL's host); none for `http://`.
+    pub fn tls_names(&self) -> Vec<String> {
+        let uri = self.server_url.parse::<http::Uri>().ok().filter(|_| self.server_url.starts_with("https://"));
+        uri.and_then(|u| u.host().map(String::from)).into_iter().collect()
+    }
 }
 
 impl Default for PreAuthorizationConfig {
     fn default() -> Self {
         Self {
             image: "scs-operator:0.1.0".into(),
-            server_url: "http://scs-authz.scs-system.svc:8443".into(),
+            server_url: "https://scs-authz.scs-system.svc:8443".into(),
             server_namespace: "scs-system".into(),
             token_audience: "scs-authz".into(),
             token_expiration_seconds: 600,

@@ -102,6 +102,9 @@ enum Command {
         /// The pod's projected ServiceAccount token.
         #[arg(long, env = "SCS_AUTHZ_TOKEN_FILE", default_value = "/var/run/secrets/scs.dev/authz/token")]
         token_file: PathBuf,
+        /// CA certificate(s) to verify an `https://` server with.
+        #[arg(long, env = "SCS_AUTHZ_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Pod pre-authorization: `authz reset pg/NAME` closes a PermissionGroup's circuit breaker.
     Authz {
@@ -192,14 +195,19 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Authorize { url, token_file } => {
+        Command::Authorize { url, token_file, ca_file } => {
             let claimed = scs_operator::authz::server::AuthorizeRequest {
                 namespace: std::env::var("POD_NAMESPACE").ok(),
                 name: std::env::var("POD_NAME").ok(),
                 uid: std::env::var("POD_UID").ok(),
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(scs_operator::authz::client::authorize(&url, &token_file, claimed)) {
+            match runtime.block_on(scs_operator::authz::client::authorize(
+                &url,
+                &token_file,
+                ca_file.as_deref(),
+                claimed,
+            )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -221,6 +229,7 @@ fn main() -> ExitCode {
                 replica: std::env::var("POD_NAME").unwrap_or_else(|_| format!("scs-authz-{}", std::process::id())),
                 check_peer_ip: !no_peer_ip_check,
                 sweep_interval: std::time::Duration::from_secs(sweep_interval.max(10)),
+                tls_names: config.pre_authorization.tls_names(),
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             let result = runtime.block_on(async {

@@ -174,7 +174,8 @@ fn every_policy_is_bound_fails_closed_and_denies() {
             "scs-operator-namespaced",
             "scs-operator-cluster",
             "scs-tenant-pod-grants",
-            "scs-authz-server-status"
+            "scs-authz-server-status",
+            "scs-authz-server-configmaps"
         ]
     );
     for (policy, binding) in policies {
@@ -191,7 +192,7 @@ fn every_policy_is_bound_fails_closed_and_denies() {
             assert_eq!((selector[0].key.as_str(), selector[0].operator.as_str()), ("scs.dev/tenant", "Exists"));
         } else {
             // The operator's (or the authz-server's) own requests only.
-            let account = name.strip_suffix("-status").unwrap_or("scs-operator");
+            let account = if name.starts_with("scs-authz-server") { "scs-authz-server" } else { "scs-operator" };
             let conditions = spec.match_conditions.unwrap();
             let only = format!("request.userInfo.username == 'system:serviceaccount:scs-system:{account}'");
             assert_eq!(conditions[0].expression, only, "{name}");

@@ -304,7 +304,10 @@ fn operator_cluster_role_grants_exactly_what_the_code_uses() {
 }
 
 /// `(group, resource, verb)` of rules (any kind of role).
-fn rules_of(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> BTreeSet<(String, String, String)> {
+/// `(group, resource, verb)` triples.
+type Grants = BTreeSet<(String, String, String)>;
+
+fn rules_of(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> Grants {
     let mut granted = BTreeSet::new();
     for rule in rules {
         for group in rule.api_groups.iter().flatten() {
@@ -318,7 +321,7 @@ fn rules_of(rules: &[k8s_openapi::api::rbac::v1::PolicyRule]) -> BTreeSet<(Strin
     granted
 }
 
-fn expand(grants: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, String)> {
+fn expand(grants: &[(&str, &str, &[&str])]) -> Grants {
     grants
         .iter()
         .flat_map(|(g, r, verbs)| verbs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string())))
@@ -328,12 +331,22 @@ fn expand(grants: &[(&str, &str, &[&str])]) -> BTreeSet<(String, String, String)
 #[test]
 fn authz_server_roles_grant_exactly_what_the_code_uses() {
     use k8s_openapi::api::rbac::v1::Role;
-    use scs_operator::authz::server::{CLUSTER_GRANTS, NAMESPACE_GRANTS};
+    use scs_operator::authz::server::{CLUSTER_GRANTS, CLUSTER_NAMED_GRANTS, NAMESPACE_GRANTS};
     let path = root().join("manifests/base/authz-server.yaml");
     let documents = documents(&path);
     let cluster: ClusterRole = typed(documents.iter().find(|d| d["kind"] == "ClusterRole").unwrap(), &path);
     let role: Role = typed(documents.iter().find(|d| d["kind"] == "Role").unwrap(), &path);
-    assert_eq!(rules_of(cluster.rules.as_deref().unwrap_or_default()), expand(CLUSTER_GRANTS));
+    // Rules on named objects apart: each must name exactly the objects the code writes.
+    let (named, unnamed): (Vec<_>, Vec<_>) =
+        cluster.rules.clone().unwrap_or_default().into_iter().partition(|r| r.resource_names.is_some());
+    assert_eq!(rules_of(&unnamed), expand(CLUSTER_GRANTS));
+    let expected: Vec<(Grants, Vec<String>)> = CLUSTER_NAMED_GRANTS
+        .iter()
+        .map(|(g, r, verbs, names)| (expand(&[(g, r, verbs)]), names.iter().map(|n| n.to_string()).collect()))
+        .collect();
+    let found: Vec<_> =
+        named.iter().map(|r| (rules_of(std::slice::from_ref(r)), r.resource_names.clone().unwrap())).collect();
+    assert_eq!(found, expected);
     assert_eq!(rules_of(role.rules.as_deref().unwrap_or_default()), expand(NAMESPACE_GRANTS));
     assert_eq!(role.metadata.namespace.as_deref(), Some("scs-system"));
     for rule in cluster.rules.iter().flatten().chain(role.rules.iter().flatten()) {
@@ -342,8 +355,12 @@ fn authz_server_roles_grant_exactly_what_the_code_uses() {
     }
     // Nothing in tenant namespaces but reading pods, workloads and groups and marking pods: no
     // Secrets, no writes to PermissionGroups or SecureWorkloads.
+    // Cluster-wide ConfigMaps: the CA ConfigMap by name (above), and create, which RBAC cannot
+    // name (the admission policy scs-authz-server-configmaps limits it; admission_policy.rs).
     let everywhere = rules_of(cluster.rules.as_deref().unwrap_or_default());
-    assert!(!everywhere.iter().any(|(_, r, _)| r == "secrets" || r == "configmaps"));
+    assert!(!everywhere.iter().any(|(_, r, _)| r == "secrets"));
+    let configmaps: Vec<_> = rules_of(&unnamed).into_iter().filter(|(_, r, _)| r == "configmaps").collect();
+    assert_eq!(configmaps, [("".to_string(), "configmaps".to_string(), "create".to_string())]);
     // On scs.dev objects it reads; it writes only the status subresources (patch), never a spec.
     let scs_writes: BTreeSet<(String, String)> = everywhere
         .iter()

@@ -12,14 +12,43 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::server::{AuthorizeRequest, AuthorizeResponse};
+use super::tls;
 
 /// Longest wait between two calls, whatever the server says (a reset should be seen soon).
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+type Response = http::Response<hyper::body::Incoming>;
+
+/// Sends `request`: over TLS, verifying the server with the CA certificates in `ca_file`, when
+/// the URL is `https://` (the file is read on every call: the CA ConfigMap may change).
+async fn send(request: http::Request<Full<Bytes>>, ca_file: Option<&Path>) -> Result<Response, String> {
+    if request.uri().scheme_str() != Some("https") {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        return client.request(request).await.map_err(|e| e.to_string());
+    }
+    let ca_file = ca_file.ok_or("an https:// server needs a CA file (SCS_AUTHZ_CA_FILE)")?;
+    let ca = std::fs::read(ca_file).map_err(|e| format!("cannot read the CA {}: {e}", ca_file.display()))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls::client_config(&ca)?)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    client
+        .request(request)
+        .await
+        .map_err(|e| format!("{e} ({})", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()))
+}
+
 /// Calls `url` until granted. `Err` when the server refuses the caller (the kubelet then restarts
 /// the init container with its own backoff).
-pub async fn authorize(url: &str, token_file: &Path, claimed: AuthorizeRequest) -> Result<(), String> {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+pub async fn authorize(
+    url: &str,
+    token_file: &Path,
+    ca_file: Option<&Path>,
+    claimed: AuthorizeRequest,
+) -> Result<(), String> {
     let endpoint = format!("{}/v1/authorize", url.trim_end_matches('/'));
     let body = serde_json::to_vec(&claimed).unwrap_or_default();
     loop {
@@ -32,7 +61,7 @@ pub async fn authorize(url: &str, token_file: &Path, claimed: AuthorizeRequest) 
             .body(Full::new(Bytes::from(body.clone())))
             .map_err(|e| format!("{endpoint}: {e}"))?;
         let answer = async {
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            let response = send(request, ca_file).await?;
             let status = response.status().as_u16();
             let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             Ok::<_, String>((status, serde_json::from_slice::<AuthorizeResponse>(&bytes).unwrap_or_default()))

@@ -3,13 +3,14 @@
 //! templates (and never rolls their pods).
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMapProjection, Container, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PodSpec,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::INIT_CONTAINER;
+use super::tls::{CA_CONFIGMAP, CA_FILE};
 use crate::config::PreAuthorizationConfig;
 
 /// Volume holding the projected ServiceAccount token the init container presents.
@@ -45,6 +46,12 @@ pub fn container(config: &PreAuthorizationConfig) -> Container {
                 value: Some(format!("{TOKEN_DIR}/{TOKEN_FILE}")),
                 ..Default::default()
             },
+            // Only read for an https:// server URL (from the CA ConfigMap in the same volume).
+            EnvVar {
+                name: "SCS_AUTHZ_CA_FILE".into(),
+                value: Some(format!("{TOKEN_DIR}/{CA_FILE}")),
+                ..Default::default()
+            },
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
             field_env("POD_UID", "metadata.uid"),
@@ -76,21 +83,31 @@ pub fn container(config: &PreAuthorizationConfig) -> Container {
     }
 }
 
-/// The projected token volume: audience-bound, so the token is good for the authz-server only.
+/// The projected volume: the audience-bound token (good for the authz-server only) and, for an
+/// https:// server, the CA that verifies it. The CA ConfigMap is required: the kubelet starts
+/// the pod once the server has written it into the namespace.
 pub fn token_volume(config: &PreAuthorizationConfig) -> Volume {
+    let mut sources = vec![VolumeProjection {
+        service_account_token: Some(ServiceAccountTokenProjection {
+            audience: Some(config.token_audience.clone()),
+            expiration_seconds: Some(config.token_expiration_seconds),
+            path: TOKEN_FILE.into(),
+        }),
+        ..Default::default()
+    }];
+    if !config.tls_names().is_empty() {
+        sources.push(VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: CA_CONFIGMAP.into(),
+                items: Some(vec![KeyToPath { key: CA_FILE.into(), path: CA_FILE.into(), mode: None }]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
     Volume {
         name: TOKEN_VOLUME.into(),
-        projected: Some(ProjectedVolumeSource {
-            sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    audience: Some(config.token_audience.clone()),
-                    expiration_seconds: Some(config.token_expiration_seconds),
-                    path: TOKEN_FILE.into(),
-                }),
-                ..Default::default()
-            }]),
-            default_mode: None,
-        }),
+        projected: Some(ProjectedVolumeSource { sources: Some(sources), default_mode: None }),
         ..Default::default()
     }
 }
@@ -143,5 +160,14 @@ mod tests {
             volumes[0].projected.as_ref().unwrap().sources.as_ref().unwrap()[0].service_account_token.as_ref().unwrap();
         assert_eq!(projection.audience.as_deref(), Some("scs-authz"));
         assert_eq!(projection.expiration_seconds, Some(600));
+        // An https:// server (the default): the CA the init container verifies it with, required.
+        let ca = volumes[0].projected.as_ref().unwrap().sources.as_ref().unwrap()[1].config_map.as_ref().unwrap();
+        assert_eq!((ca.name.as_str(), ca.optional), (CA_CONFIGMAP, Some(false)));
+        let env = inits[0].env.as_ref().unwrap();
+        let ca_file = env.iter().find(|e| e.name == "SCS_AUTHZ_CA_FILE").and_then(|e| e.value.as_deref());
+        assert_eq!(ca_file, Some("/var/run/secrets/scs.dev/authz/ca.crt"));
+        // Plain http://: the token alone.
+        let plain = PreAuthorizationConfig { server_url: "http://authz.example:8080".into(), ..Default::default() };
+        assert_eq!(token_volume(&plain).projected.unwrap().sources.unwrap().len(), 1);
     }
 }

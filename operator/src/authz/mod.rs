@@ -10,12 +10,10 @@
 //! - [`server`]: `scs-operator authz-server` (HTTP endpoint, revocation controller, sweep).
 //! - [`client`]: `scs-operator authorize`, the init container's loop.
 //! - [`summary`]: `status.preAuthorization` of a SecureWorkload, counted from the records.
-
+//! - [`tls`], [`tls_store`]: the server's certificate and CA (made and renewed by the server
+//!   unless provided), and the CA ConfigMap pods verify it with.
 //!
-//! UNFINISHED (issue 18): the authz-server serves plain HTTP (the init container's token is
-//! audience-bound and short-lived, but TLS between pod and server is still to do); the server
-//! watches every pod in full; its `secureworkloads/status` patch right is not limited to
-//! `preAuthorization` by anything but its code.
+//! Not done: the server watches every pod in full.
 
 pub mod backoff;
 pub mod breaker;
@@ -28,6 +26,7 @@ pub mod reset;
 pub mod server;
 pub mod summary;
 pub mod tls;
+pub mod tls_store;
 
 /// Finalizer on pods that carry the authorize init container: their grants are revoked before
 /// the pod object goes.

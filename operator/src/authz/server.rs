@@ -23,13 +23,15 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::breaker::Breaker;
 use super::engine::{self, Answer, Conflict, Engine, GroupSpec, Note, PodRecord, ProviderSettings, Revocation, Store};
 use super::identity::{self, Claimed, Reviewed};
 use super::provider::Provider;
 use super::summary::{self, Dirty};
+use super::tls::{self, ServingCert};
+use super::tls_store;
 use super::{FINALIZER, GRANTS_ANNOTATION};
 use crate::api::{AUTHZ_RESET_ANNOTATION, PRE_AUTHORIZATION_STATUS, PermissionGroup, SecureWorkload};
 use crate::builders::labels;
@@ -68,10 +70,21 @@ pub const CLUSTER_GRANTS: &[(&str, &str, &[&str])] = &[
     ("scs.dev", "permissiongroups/status", &["patch"]),
     ("scs.dev", "secureworkloads/status", &["patch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
+    // The CA ConfigMap's first apply is a create, which RBAC cannot limit by name: the admission
+    // policy scs-authz-server-configmaps does.
+    ("", "configmaps", &["create"]),
 ];
 /// What it uses in its own namespace.
-pub const NAMESPACE_GRANTS: &[(&str, &str, &[&str])] =
-    &[("", "configmaps", &["get", "list", "create", "update", "delete"]), ("", "secrets", &["get"])];
+/// Secrets: providers' credentials (get) and its own certificate (create, or update to renew).
+pub const NAMESPACE_GRANTS: &[(&str, &str, &[&str])] = &[
+    ("", "configmaps", &["get", "list", "create", "update", "delete"]),
+    ("", "secrets", &["get", "create", "update"]),
+];
+/// `(group, resource, verbs, names)` it uses cluster-wide on named objects only: the CA ConfigMap
+/// in the namespaces of pods that call it (server-side apply; the admission policy
+/// `scs-authz-server-configmaps` holds it and the create above to tenant namespaces and the CA).
+pub const CLUSTER_NAMED_GRANTS: &[(&str, &str, &[&str], &[&str])] =
+    &[("", "configmaps", &["patch"], &[super::tls::CA_CONFIGMAP])];
 
 /// Settings of one server process.
 #[derive(Clone, Debug)]
@@ -87,6 +100,9 @@ pub struct Settings {
     /// [`PROVIDERS_RELOAD_INTERVAL`] (with the providers' Secrets) so that a changed allow-list,
     /// endpoint or credential applies without a restart. `None`: the defaults, never reloaded.
     pub config_path: Option<std::path::PathBuf>,
+    /// Names of the server certificate (the host of `preAuthorization.serverUrl`); empty: plain
+    /// HTTP (an `http://` server URL).
+    pub tls_names: Vec<String>,
 }
 
 /// How often the providers are read again (the kubelet refreshes a mounted ConfigMap within
@@ -253,6 +269,10 @@ struct Server {
     /// Workloads whose status summary is to be looked at by the next flush.
     dirty: Dirty,
     summary_writes: std::sync::atomic::AtomicU64,
+    /// The certificate served (TLS only).
+    serving_cert: Option<Arc<ServingCert>>,
+    /// Where this replica wrote the CA ConfigMap.
+    published: tls_store::Published,
 }
 
 /// Reads the providers' credentials (the `token` key of each provider's Secret).
@@ -310,7 +330,19 @@ pub async fn run(
         replica: settings.replica.clone(),
         counters: Default::default(),
     };
+    let serving_cert = match settings.tls_names.is_empty() {
+        true => None,
+        false => Some(first_certificate(&client, &settings).await),
+    };
+    let acceptor = match &serving_cert {
+        Some(cert) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            tls::server_config(cert.clone()).map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?,
+        ))),
+        None => None,
+    };
     let server = Arc::new(Server {
+        serving_cert,
+        published: Default::default(),
         client: client.clone(),
         engine,
         audience: config.pre_authorization.token_audience.clone(),
@@ -327,14 +359,15 @@ pub async fn run(
             loop {
                 let Ok((stream, peer)) = listener.accept().await else { continue };
                 let server = server.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let server = server.clone();
-                        async move { Ok::<_, hyper::Error>(server.handle(request, peer).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match acceptor {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => serve_connection(server, stream, peer).await,
+                            Err(error) => debug!(%peer, %error, "TLS handshake failed"),
+                        },
+                        None => serve_connection(server, stream, peer).await,
+                    }
                 });
             }
         }
@@ -376,6 +409,14 @@ pub async fn run(
             loop {
                 tokio::time::sleep(PROVIDERS_RELOAD_INTERVAL).await;
                 reload_providers(&server.client, &server.settings, &server.engine.providers).await;
+                if let Some(cert) = &server.serving_cert {
+                    let names = &server.settings.tls_names;
+                    if let Err(error) =
+                        tls_store::refresh(&server.client, &server.settings.namespace, names, cert).await
+                    {
+                        warn!(%error, "the certificate was not read again; the one in use stays");
+                    }
+                }
             }
         }
     };
@@ -387,6 +428,27 @@ pub async fn run(
         _ = reloading => {}
     }
     Ok(())
+}
+
+/// The certificate to serve with, before the server listens (without one it could answer nobody).
+async fn first_certificate(client: &Client, settings: &Settings) -> Arc<ServingCert> {
+    let cert = Arc::new(ServingCert::default());
+    while let Err(error) = tls_store::refresh(client, &settings.namespace, &settings.tls_names, &cert).await {
+        warn!(%error, "no certificate to serve with yet; trying again in 5s");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    cert
+}
+
+async fn serve_connection<I>(server: Arc<Server>, stream: I, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let server = server.clone();
+        async move { Ok::<_, hyper::Error>(server.handle(request, peer).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
 fn reply(status: u16, body: &AuthorizeResponse) -> hyper::Response<Full<Bytes>> {
@@ -626,7 +688,10 @@ impl Server {
 
     /// A pod changed: when it is being deleted and carries our finalizer, revoke and release.
     async fn on_pod(&self, pod: &Pod) -> Action {
-        if pod.metadata.deletion_timestamp.is_none() || !pod.finalizers().iter().any(|f| f == FINALIZER) {
+        if pod.metadata.deletion_timestamp.is_none() {
+            return self.publish_ca(pod).await;
+        }
+        if !pod.finalizers().iter().any(|f| f == FINALIZER) {
             return Action::await_change();
         }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -653,6 +718,23 @@ impl Server {
             }
             Err(error) => {
                 warn!(%error, "revocation failed");
+                Action::requeue(Duration::from_secs(10))
+            }
+        }
+    }
+
+    /// A pod that will call: its namespace needs the CA ConfigMap its init container mounts (the
+    /// kubelet starts the pod once it exists).
+    async fn publish_ca(&self, pod: &Pod) -> Action {
+        let calls = pod.spec.as_ref().is_some_and(super::init::carries_init_container);
+        let Some(ca) = self.serving_cert.as_ref().and_then(|c| c.ca()).filter(|_| calls) else {
+            return Action::await_change();
+        };
+        let namespace = pod.namespace().unwrap_or_default();
+        match self.published.ensure(&self.client, &namespace, &ca).await {
+            Ok(()) => Action::await_change(),
+            Err(error) => {
+                warn!(%namespace, %error, "could not write the CA ConfigMap");
                 Action::requeue(Duration::from_secs(10))
             }
         }
