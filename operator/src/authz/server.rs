@@ -731,8 +731,17 @@ impl Server {
             return Action::await_change();
         };
         let namespace = pod.namespace().unwrap_or_default();
+        // A pod not started yet is looked at again: should its namespace's ConfigMap be deleted
+        // meanwhile, it is written again for the kubelet (see `CA_REWRITE_AFTER`).
+        let waiting = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
         match self.published.ensure(&self.client, &namespace, &ca).await {
+            Ok(()) if waiting => Action::requeue(tls_store::CA_REWRITE_AFTER),
             Ok(()) => Action::await_change(),
+            // Refused by RBAC or admission (not a tenant namespace): trying again soon cannot help.
+            Err(error) if matches!(status_of(&error), Some(403) | Some(422)) => {
+                warn!(%namespace, %error, "the CA ConfigMap is refused in this namespace");
+                Action::requeue(tls_store::CA_REWRITE_AFTER)
+            }
             Err(error) => {
                 warn!(%namespace, %error, "could not write the CA ConfigMap");
                 Action::requeue(Duration::from_secs(10))

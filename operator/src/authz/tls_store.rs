@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
@@ -57,14 +58,28 @@ fn serve(cert: &ServingCert, material: tls::Material) -> Result<(), String> {
     Ok(())
 }
 
-/// The CA ConfigMaps written, by namespace, with the CA each holds.
+/// How long a written CA ConfigMap is trusted to be still there: after this it is applied again
+/// (a no-op when unchanged), so one someone deleted comes back for the pods waiting on it.
+pub const CA_REWRITE_AFTER: Duration = Duration::from_secs(300);
+
+/// The CA ConfigMaps this replica wrote: by namespace, the CA and when.
 #[derive(Default)]
-pub struct Published(Mutex<BTreeMap<String, String>>);
+pub struct Published(Mutex<BTreeMap<String, (String, Instant)>>);
 
 impl Published {
-    /// Writes the CA ConfigMap into `namespace` unless this replica already wrote this CA there.
+    /// Whether `namespace` needs the CA ConfigMap (again) at `now`.
+    pub fn due(&self, namespace: &str, ca: &str, now: Instant) -> bool {
+        let written = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        !written.get(namespace).is_some_and(|(done, at)| done == ca && now.duration_since(*at) < CA_REWRITE_AFTER)
+    }
+
+    fn record(&self, namespace: &str, ca: &str, at: Instant) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(namespace.to_string(), (ca.to_string(), at));
+    }
+
+    /// Writes the CA ConfigMap into `namespace` when [`Self::due`].
     pub async fn ensure(&self, client: &Client, namespace: &str, ca: &str) -> Result<(), kube::Error> {
-        if self.0.lock().unwrap_or_else(|e| e.into_inner()).get(namespace).map(String::as_str) == Some(ca) {
+        if !self.due(namespace, ca, Instant::now()) {
             return Ok(());
         }
         let configmap = json!({
@@ -75,7 +90,24 @@ impl Published {
         });
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
         api.patch(tls::CA_CONFIGMAP, &PatchParams::apply(tls::MANAGED_BY).force(), &Patch::Apply(configmap)).await?;
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(namespace.to_string(), ca.to_string());
+        self.record(namespace, ca, Instant::now());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_configmap_is_written_again_for_a_new_ca_or_after_a_while() {
+        let published = Published::default();
+        let start = Instant::now();
+        assert!(published.due("acme-prod", "ca-1", start));
+        published.record("acme-prod", "ca-1", start);
+        assert!(!published.due("acme-prod", "ca-1", start + Duration::from_secs(60)));
+        assert!(published.due("acme-dev", "ca-1", start), "per namespace");
+        assert!(published.due("acme-prod", "ca-2", start), "a new CA at once");
+        assert!(published.due("acme-prod", "ca-1", start + CA_REWRITE_AFTER), "deleted meanwhile? apply again");
     }
 }
