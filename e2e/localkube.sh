@@ -69,15 +69,20 @@ step "install the kind overlay"
 remove_test_objects
 kubectl apply --server-side --force-conflicts -k manifests/overlays/kind >/dev/null
 kubectl wait --for=condition=Established crd/tenants.scs.dev crd/sdnnetworks.scs.dev crd/secureworkloads.scs.dev crd/patrols.scs.dev crd/notificationchannels.scs.dev --timeout=60s
-# The image tag does not change between runs: restart so the new binary runs.
-kubectl -n scs-system rollout restart deploy/scs-operator >/dev/null
-if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s; then
+# The image tag does not change between runs: restart so the new binary runs (the operator and
+# the authz-server; the node tests install the device plugin themselves).
+kubectl -n scs-system rollout restart deploy/scs-operator deploy/scs-authz-server >/dev/null
+if ! kubectl -n scs-system rollout status deploy/scs-operator --timeout=180s ||
+   ! kubectl -n scs-system rollout status deploy/scs-authz-server --timeout=180s; then
   dump
   exit 1
 fi
 
 step "cluster tests"
 # How the node tests restart the kubelet (its device plugins live in /var/lib/kubelet/device-plugins).
+# The test process runs on the node, on the pod bridge's gateway: pods reach it unmasqueraded
+# (cluster_preauth runs the init container's whole path against a server there).
+export SCS_E2E_PODS_REACH_HOST=1
 export SCS_E2E_RESTART_KUBELET="kill \$(cat ${LOCALKUBE_DIR:-/tmp/localkube}/pids/kubelet) && sleep 2 && $localkube up"
 status=0
 cargo test -p e2e --features cluster --locked --no-fail-fast --test cluster --test cluster_fence --test cluster_status --test cluster_history --test cluster_options --test cluster_images --test cluster_gpu --test cluster_patrol --test cluster_networks --test cluster_preauth --test cluster_apf --test cluster_cache -- --test-threads=4 || status=$?

@@ -16,8 +16,7 @@ use scs_operator::api::SecureWorkload;
 use scs_operator::controller::children::APPLIED_HASH;
 use serde_json::json;
 
-/// Lines of the leading operator's log since `since` (ANSI colours and all) that contain every
-/// one of `needles`.
+/// Lines of the leading operator's log since `since` that contain every one of `needles`.
 async fn leader_log_lines(client: &kube::Client, since: jiff::Timestamp, needles: &[&str]) -> usize {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "scs-system");
     let holder = leases.get("scs-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
@@ -25,12 +24,9 @@ async fn leader_log_lines(client: &kube::Client, since: jiff::Timestamp, needles
     let seconds = (jiff::Timestamp::now().duration_since(since).as_secs() + 1).max(1);
     let params = LogParams { since_seconds: Some(seconds), ..Default::default() };
     let log = pods.logs(&holder, &params).await.unwrap();
+    assert!(!log.contains('\u{1b}'), "no terminal colour codes in a container's log: {log}");
     // `since_seconds` is whole seconds: keep the lines stamped after `since`.
-    let stamp = |line: &str| {
-        let plain: String =
-            line.split('\u{1b}').map(|part| part.split_once('m').map_or(part, |(_, rest)| rest)).collect();
-        plain.split_whitespace().next().and_then(|token| token.parse::<jiff::Timestamp>().ok())
-    };
+    let stamp = |line: &str| line.split_whitespace().next().and_then(|token| token.parse::<jiff::Timestamp>().ok());
     log.lines()
         .filter(|line| stamp(line).is_some_and(|at| at > since))
         .filter(|line| needles.iter().all(|n| line.contains(n)))

@@ -606,7 +606,14 @@ async fn the_authz_server_grants_a_real_pod_and_revokes_when_it_scales_down() {
     };
     let server = tokio::spawn(scs_operator::authz::server::run(as_server, config, settings, std::future::pending()));
     provided.lock().unwrap().delete_down = false;
-    app_starts_after_the_grant(&client, gateway, &provided).await;
+    if std::env::var_os("SCS_E2E_PODS_REACH_HOST").is_some() {
+        app_starts_after_the_grant(&client, gateway, &provided).await;
+    } else {
+        eprintln!(
+            "NOT RUN: the init container's path on the kubelet needs pods to reach this host from their own \
+             address (e2e/localkube.sh sets SCS_E2E_PODS_REACH_HOST=1; kind's pods are masqueraded)"
+        );
+    }
 
     server.abort();
     let _ = secrets.delete("e2e-preauth-cmdb", &Default::default()).await;

@@ -351,7 +351,10 @@ async fn client(pressure: &scs_operator::config::ApiPressure) -> Result<kube::Cl
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,kube=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: in a container they end up as escape codes in `kubectl logs`
+    // and in log collectors.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     if format == "json" {
         builder.json().init();
     } else {
