@@ -105,6 +105,9 @@ pub struct Settings {
     pub tls_names: Vec<String>,
 }
 
+/// How long a caller has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the providers are read again (the kubelet refreshes a mounted ConfigMap within
 /// about a minute of its change).
 pub const PROVIDERS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -330,10 +333,8 @@ pub async fn run(
         replica: settings.replica.clone(),
         counters: Default::default(),
     };
-    let serving_cert = match settings.tls_names.is_empty() {
-        true => None,
-        false => Some(first_certificate(&client, &settings).await),
-    };
+    let serving_cert =
+        if settings.tls_names.is_empty() { None } else { Some(first_certificate(&client, &settings).await) };
     let acceptor = match &serving_cert {
         Some(cert) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
             tls::server_config(cert.clone()).map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?,
@@ -362,9 +363,9 @@ pub async fn run(
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     match acceptor {
-                        Some(acceptor) => match acceptor.accept(stream).await {
+                        Some(acceptor) => match tls::accept(&acceptor, stream, HANDSHAKE_TIMEOUT).await {
                             Ok(stream) => serve_connection(server, stream, peer).await,
-                            Err(error) => debug!(%peer, %error, "TLS handshake failed"),
+                            Err(error) => debug!(%peer, %error, "no TLS connection"),
                         },
                         None => serve_connection(server, stream, peer).await,
                     }
@@ -686,7 +687,8 @@ impl Server {
         }
     }
 
-    /// A pod changed: when it is being deleted and carries our finalizer, revoke and release.
+    /// A pod changed: when it is being deleted and carries our finalizer, revoke and release;
+    /// otherwise, when it will call, see that its namespace holds the CA ConfigMap.
     async fn on_pod(&self, pod: &Pod) -> Action {
         if pod.metadata.deletion_timestamp.is_none() {
             return self.publish_ca(pod).await;

@@ -8,8 +8,8 @@
 //! get the CA certificate (public) from the ConfigMap [`CA_CONFIGMAP`] in their own namespace,
 //! written by the server for namespaces whose pods carry the init container.
 //!
-//! This module is pure (certificates, decisions, rustls configurations); the server does the API
-//! calls.
+//! This module makes no API calls (certificates, decisions, rustls configurations, the bounded
+//! handshake); [`super::tls_store`] reads and writes the Secret and the ConfigMaps.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -244,6 +244,22 @@ pub fn server_config(cert: Arc<ServingCert>) -> Result<rustls::ServerConfig, Str
     Ok(config)
 }
 
+/// The server side of a handshake, bounded by `timeout`: a caller that opens connections and
+/// says nothing holds no task.
+pub async fn accept<S>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    timeout: std::time::Duration,
+) -> Result<tokio_rustls::server::TlsStream<S>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(result) => result.map_err(|e| format!("TLS handshake failed: {e}")),
+        Err(_) => Err(format!("no TLS handshake within {}s", timeout.as_secs_f32())),
+    }
+}
+
 /// A client configuration trusting only the CA certificates in `ca_pem`.
 pub fn client_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
@@ -295,7 +311,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let serving = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
-            let _ = acceptor.accept(stream).await;
+            let _ = accept(&acceptor, stream, std::time::Duration::from_secs(5)).await;
         });
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca.as_bytes())?));
         let stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -338,6 +354,18 @@ mod tests {
         // Other names (a changed server URL): a new certificate at once.
         let other = vec!["authz.example.internal".to_string()];
         assert!(matches!(plan(Some(&secret), "scs-system", &other, made + days(1)).unwrap(), Plan::Renew(_)));
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_never_says_hello_is_dropped_after_the_timeout() {
+        let cert = Arc::new(ServingCert::default());
+        cert.set(material_of(&created(now())).unwrap()).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(cert).unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _silent = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let error = accept(&acceptor, stream, std::time::Duration::from_millis(200)).await.err().unwrap();
+        assert_eq!(error, "no TLS handshake within 0.2s");
     }
 
     #[test]
