@@ -143,7 +143,8 @@ fn record_name(uid: &str) -> String {
     format!("scs-authz-pod-{uid}")
 }
 
-fn status_of(error: &kube::Error) -> Option<u16> {
+/// The HTTP status of an API error.
+pub(super) fn status_of(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,

@@ -172,23 +172,15 @@ pub fn plan(found: Option<&Secret>, namespace: &str, names: &[String], now: Time
     let not_after = annotations.get(NOT_AFTER_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
     let due = not_after.is_none_or(|t| t < now + SignedDuration::from_hours(24 * RENEW_DAYS_BEFORE));
     let same_names = annotations.get(NAMES_ANNOTATION).map(String::as_str) == Some(names.join(",").as_str());
-    let ca = text(found, CA_FILE).zip(text(found, CA_KEY_FILE));
-    match ca {
-        Some((ca_cert, ca_key)) if due || !same_names => {
-            let (data, not_after) = issue(names, now, Some((&ca_cert, &ca_key)))?;
-            let mut renewed = secret(namespace, names, data, not_after);
-            renewed.metadata.resource_version = found.metadata.resource_version.clone();
-            Ok(Plan::Renew(renewed))
-        }
-        // Ours but without its CA key (edited by hand): start again with a new CA.
-        None if due || !same_names => {
-            let (data, not_after) = issue(names, now, None)?;
-            let mut renewed = secret(namespace, names, data, not_after);
-            renewed.metadata.resource_version = found.metadata.resource_version.clone();
-            Ok(Plan::Renew(renewed))
-        }
-        _ => material(found).map(Plan::Use),
+    if !due && same_names {
+        return material(found).map(Plan::Use);
     }
+    // Signed by the same CA; ours but without its CA key (edited by hand): a new CA.
+    let ca = text(found, CA_FILE).zip(text(found, CA_KEY_FILE));
+    let (data, not_after) = issue(names, now, ca.as_ref().map(|(cert, key)| (cert.as_str(), key.as_str())))?;
+    let mut renewed = secret(namespace, names, data, not_after);
+    renewed.metadata.resource_version = found.metadata.resource_version.clone();
+    Ok(Plan::Renew(renewed))
 }
 
 /// The material a Secret holds (after a create or a renewal).

@@ -15,7 +15,7 @@ use tracing::info;
 use super::tls::{self, Plan, ServingCert};
 
 fn conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
+    super::server::status_of(error) == Some(409)
 }
 
 /// Reads the certificate Secret in `namespace` (making or renewing it when that is due) and
